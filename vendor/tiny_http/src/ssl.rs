@@ -1,0 +1,1 @@
+//! TLS support was removed from this patched copy; see PATCHES.md.
