@@ -1,0 +1,143 @@
+//! The coordinator's side of a node connection: persistent, pooled, and
+//! always used with a deadline, so a dead or busy node costs a bounded wait.
+
+use crate::protocol::{self, FrameError, Response};
+use parking_lot::Mutex;
+use std::fmt;
+use std::io::{self, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Longest wait for a TCP connection to a node.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Idle connections kept per node for reuse.
+pub const POOL_SIZE: usize = 32;
+
+/// Why a call to a node failed.
+#[derive(Debug)]
+pub enum CallError {
+    Connect(io::Error),
+    Send(io::Error),
+    Receive(FrameError),
+    /// The answer was not for the request (the connection is out of step).
+    Mismatch,
+}
+
+impl CallError {
+    /// The node did not answer in time: alive but busy, most likely.
+    pub fn is_timeout(&self) -> bool {
+        let kind = match self {
+            CallError::Connect(e) | CallError::Send(e) | CallError::Receive(FrameError::Io(e)) => e.kind(),
+            _ => return false,
+        };
+        matches!(kind, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Connect(e) => write!(f, "cannot connect: {e}"),
+            CallError::Send(e) => write!(f, "cannot send: {e}"),
+            CallError::Receive(e) => write!(f, "no answer: {e}"),
+            CallError::Mismatch => write!(f, "answer does not match the request"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// One open connection to one node address.
+pub struct Connection {
+    addr: SocketAddr,
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    payload: Vec<u8>,
+    /// True once it served a call; a reused connection may have been cut
+    /// while idle, which is not a sign that the node is down.
+    pub reused: bool,
+}
+
+impl Connection {
+    pub fn open(addr: SocketAddr) -> Result<Connection, CallError> {
+        let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(CallError::Connect)?;
+        stream.set_nodelay(true).map_err(CallError::Connect)?;
+        let writer = stream.try_clone().map_err(CallError::Connect)?;
+        Ok(Connection {
+            addr,
+            reader: BufReader::new(stream),
+            writer,
+            payload: Vec::new(),
+            reused: false,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Writes one request frame, giving up at `deadline`.
+    pub fn send(&mut self, frame: &[u8], deadline: Instant) -> Result<(), CallError> {
+        let left = time_left(deadline).map_err(CallError::Send)?;
+        self.writer.set_write_timeout(Some(left)).map_err(CallError::Send)?;
+        self.writer.write_all(frame).map_err(CallError::Send)
+    }
+
+    /// Reads the answer to request `id`, giving up at `deadline`.
+    pub fn receive(&mut self, id: u64, deadline: Instant) -> Result<Response, CallError> {
+        let left = time_left(deadline).map_err(|e| CallError::Receive(FrameError::Io(e)))?;
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(left))
+            .map_err(|e| CallError::Receive(FrameError::Io(e)))?;
+        protocol::read_frame(&mut self.reader, &mut self.payload).map_err(CallError::Receive)?;
+        let response = Response::decode(&self.payload).map_err(CallError::Receive)?;
+        if response.request_id() != id {
+            return Err(CallError::Mismatch);
+        }
+        Ok(response)
+    }
+}
+
+fn time_left(deadline: Instant) -> io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+    }
+    Ok(left)
+}
+
+/// Idle connections to one node slot.
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Pool {
+    /// A connection to `addr`: an idle one if there is one, else a new one.
+    pub fn take(&self, addr: SocketAddr) -> Result<Connection, CallError> {
+        let mut idle = self.idle.lock();
+        idle.retain(|connection| connection.addr == addr);
+        match idle.pop() {
+            Some(connection) => Ok(connection),
+            None => {
+                drop(idle);
+                Connection::open(addr)
+            }
+        }
+    }
+
+    /// Returns a connection that completed its call cleanly.
+    pub fn give_back(&self, mut connection: Connection) {
+        connection.reused = true;
+        let mut idle = self.idle.lock();
+        if idle.len() < POOL_SIZE {
+            idle.push(connection);
+        }
+    }
+
+    /// Forgets every idle connection (the node died or moved).
+    pub fn clear(&self) {
+        self.idle.lock().clear();
+    }
+}

@@ -1,0 +1,504 @@
+//! A node: its own TCP listener on 127.0.0.1, its own [`Store`], and the
+//! threads that serve them.
+//!
+//! ```text
+//!   coordinator ──frames──▶ node-N-accept ──spawns──▶ node-N-conn (one per connection)
+//!                                                      │ applies its chunk, then queues it
+//!                                                      ▼ on every other node's inbox
+//!   peers' node-M-conn ──Arc<[Entry]>──▶ inbox ──▶ node-N-apply (background replication)
+//! ```
+//!
+//! A `Store` request is acknowledged only after the chunk is applied here and
+//! queued on every other live node, so the crash of any one node cannot lose
+//! it. Read-your-writes: [`Progress`] counts what was queued on this node and
+//! what it has applied, in the inbox's FIFO order; a `Count` first waits until
+//! `applied` reaches what the coordinator saw as `enqueued` when the GET came in.
+
+use crate::protocol::{self, FrameError, Request, Response};
+use crate::store::{Entry, Store};
+use crate::tenants::Tenants;
+use crossbeam_channel::{Receiver, Sender, bounded, select};
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Chunks a node's replication inbox holds before writers wait for it
+/// (back-pressure on ingest when one node falls far behind).
+pub const INBOX_CAPACITY: usize = 65_536;
+/// Most connections a node serves at once; more are closed on accept.
+pub const MAX_CONNECTIONS: usize = 256;
+/// A connection that sends nothing for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a `Count` waits for the node to apply what it must see.
+pub const COUNT_WAIT_LIMIT: Duration = Duration::from_secs(5);
+/// How often blocked node threads look at their stop flag.
+const STOP_POLL: Duration = Duration::from_millis(20);
+/// Buffer sizes of a node connection.
+const CONNECTION_BUFFER_BYTES: usize = 64 * 1024;
+
+/// What the inbox carries: one chunk stored directly on another node.
+pub type Chunk = Arc<[Entry]>;
+
+/// A node's replication queue counters, for read-your-writes.
+#[derive(Default)]
+pub struct Progress {
+    enqueued: AtomicU64,
+    applied: Mutex<u64>,
+    applied_changed: Condvar,
+}
+
+impl Progress {
+    /// Chunks ever queued on this node's inbox.
+    pub fn enqueued(&self) -> u64 {
+        self.enqueued.load(Ordering::SeqCst)
+    }
+
+    /// Chunks of the inbox this node has applied, in queue order.
+    pub fn applied(&self) -> u64 {
+        *self.applied.lock()
+    }
+
+    /// Chunks queued but not applied yet.
+    pub fn lag(&self) -> u64 {
+        self.enqueued().saturating_sub(self.applied())
+    }
+
+    fn mark_applied(&self) {
+        *self.applied.lock() += 1;
+        self.applied_changed.notify_all();
+    }
+
+    /// Waits until `target` chunks are applied; false on timeout or stop.
+    fn wait_applied(&self, target: u64, limit: Duration, stopped: &AtomicBool) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut applied = self.applied.lock();
+        while *applied < target {
+            if stopped.load(Ordering::SeqCst) || Instant::now() >= deadline {
+                return false;
+            }
+            self.applied_changed.wait_for(&mut applied, STOP_POLL);
+        }
+        true
+    }
+}
+
+/// A live node as its peers see it: where to queue replication.
+pub struct Peer {
+    pub id: usize,
+    inbox: Sender<Chunk>,
+    progress: Arc<Progress>,
+}
+
+/// The live nodes' inboxes. A fan-out holds the read lock while it queues a
+/// chunk, so a node that joins (write lock) either gets the chunk queued or
+/// finds it in the node it copies from; never neither.
+#[derive(Default)]
+pub struct Peers {
+    list: RwLock<Vec<Peer>>,
+}
+
+impl Peers {
+    fn join(&self, peer: Peer) {
+        self.list.write().push(peer);
+    }
+
+    fn leave(&self, id: usize) {
+        self.list.write().retain(|peer| peer.id != id);
+    }
+}
+
+/// How a node picks its port.
+#[derive(Debug, Clone, Copy)]
+pub enum PortChoice {
+    /// The OS picks a free port.
+    Any,
+    /// The first free port from this one up.
+    From(u16),
+}
+
+/// Why a node could not start or move.
+#[derive(Debug)]
+pub enum NodeError {
+    NoFreePort { from: u16 },
+    Bind(io::Error),
+    Spawn(io::Error),
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeError::NoFreePort { from } => write!(f, "no free port on 127.0.0.1 from {from} up"),
+            NodeError::Bind(e) => write!(f, "cannot listen on 127.0.0.1: {e}"),
+            NodeError::Spawn(e) => write!(f, "cannot start a node thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+/// Binds 127.0.0.1 on the first free port the choice allows, skipping `avoid`.
+pub fn bind(choice: PortChoice, avoid: Option<u16>) -> Result<TcpListener, NodeError> {
+    match choice {
+        PortChoice::Any => loop {
+            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(NodeError::Bind)?;
+            if Some(listener.local_addr().map_err(NodeError::Bind)?.port()) != avoid {
+                return Ok(listener);
+            }
+        },
+        PortChoice::From(first) => (first..=u16::MAX)
+            .filter(|port| Some(*port) != avoid)
+            .find_map(|port| TcpListener::bind((Ipv4Addr::LOCALHOST, port)).ok())
+            .ok_or(NodeError::NoFreePort { from: first }),
+    }
+}
+
+/// What every thread of one node incarnation shares.
+struct Shared {
+    id: usize,
+    store: Arc<Store>,
+    progress: Arc<Progress>,
+    tenants: Arc<Tenants>,
+    peers: Arc<Peers>,
+    stopped: AtomicBool,
+    /// Never sent on: dropping the sender wakes every `select!` on it.
+    stop_signal: Receiver<()>,
+    stalled_until: Mutex<Option<Instant>>,
+    connections: Mutex<Connections>,
+}
+
+/// Open connections, so that a crash or a disconnect can cut them.
+#[derive(Default)]
+struct Connections {
+    next_id: u64,
+    open: HashMap<u64, (u64, TcpStream)>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// The listening socket of one address, and its accept thread.
+struct Listening {
+    addr: SocketAddr,
+    generation: u64,
+    closing: Arc<AtomicBool>,
+    accept_thread: JoinHandle<()>,
+}
+
+/// One incarnation of a node, from start (or restart) to crash.
+pub struct Node {
+    pub id: usize,
+    shared: Arc<Shared>,
+    stop_sender: Mutex<Option<Sender<()>>>,
+    listening: Mutex<Option<Listening>>,
+    apply_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Node {
+    /// Starts a node: joins the peers (so replication reaches it from now on),
+    /// copies what `source` holds, then listens. `source` is a live node, or
+    /// none for an empty start.
+    pub fn start(
+        id: usize,
+        listener: TcpListener,
+        tenants: Arc<Tenants>,
+        peers: Arc<Peers>,
+        source: Option<&Node>,
+    ) -> Result<Node, NodeError> {
+        let (stop_sender, stop_signal) = bounded(0);
+        let (inbox_sender, inbox) = bounded(INBOX_CAPACITY);
+        let shared = Arc::new(Shared {
+            id,
+            store: Arc::new(Store::new()),
+            progress: Arc::new(Progress::default()),
+            tenants,
+            peers,
+            stopped: AtomicBool::new(false),
+            stop_signal,
+            stalled_until: Mutex::new(None),
+            connections: Mutex::new(Connections::default()),
+        });
+        let node = Node {
+            id,
+            shared: shared.clone(),
+            stop_sender: Mutex::new(Some(stop_sender)),
+            listening: Mutex::new(None),
+            apply_thread: Mutex::new(None),
+        };
+        let apply_thread = thread::Builder::new()
+            .name(format!("node-{id}-apply"))
+            .spawn(move || apply_loop(&shared, &inbox))
+            .map_err(NodeError::Spawn)?;
+        *node.apply_thread.lock() = Some(apply_thread);
+        node.shared.peers.join(Peer {
+            id,
+            inbox: inbox_sender,
+            progress: node.shared.progress.clone(),
+        });
+        if let Some(source) = source {
+            source.copy_into(&node.shared.store);
+        }
+        node.listen_on(listener)?;
+        Ok(node)
+    }
+
+    /// Copies everything this node holds into `target`, after applying all
+    /// that was queued on it before the call (see [`Peers`]).
+    fn copy_into(&self, target: &Store) {
+        let queued = self.shared.progress.enqueued();
+        self.shared
+            .progress
+            .wait_applied(queued, COUNT_WAIT_LIMIT, &self.shared.stopped);
+        target.apply(&self.shared.store.snapshot());
+    }
+
+    fn listen_on(&self, listener: TcpListener) -> Result<(), NodeError> {
+        let addr = listener.local_addr().map_err(NodeError::Bind)?;
+        let mut listening = self.listening.lock();
+        let generation = listening.as_ref().map_or(0, |l| l.generation + 1);
+        let closing = Arc::new(AtomicBool::new(false));
+        let shared = self.shared.clone();
+        let accept_closing = closing.clone();
+        let accept_thread = thread::Builder::new()
+            .name(format!("node-{}-accept", self.id))
+            .spawn(move || accept_loop(&shared, &listener, generation, &accept_closing))
+            .map_err(NodeError::Spawn)?;
+        *listening = Some(Listening {
+            addr,
+            generation,
+            closing,
+            accept_thread,
+        });
+        Ok(())
+    }
+
+    /// Where the node listens now.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.listening.lock().as_ref().map(|l| l.addr)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    pub fn progress(&self) -> &Progress {
+        &self.shared.progress
+    }
+
+    /// Simulated network failure: the listener and its connections go away,
+    /// and the node listens on `listener` instead.
+    pub fn move_to(&self, listener: TcpListener) -> Result<(), NodeError> {
+        self.close_listener();
+        self.listen_on(listener)
+    }
+
+    /// The node answers nothing until `until`.
+    pub fn stall_until(&self, until: Instant) {
+        *self.shared.stalled_until.lock() = Some(until);
+    }
+
+    pub fn is_stalled(&self) -> bool {
+        self.shared
+            .stalled_until
+            .lock()
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Ends the node: stops accepting, cuts every connection, stops its
+    /// threads and waits for them. Its memory goes when the last `Arc` does.
+    pub fn stop(&self) {
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        self.stop_sender.lock().take();
+        self.close_listener();
+        self.shared.peers.leave(self.id);
+        let threads = {
+            let mut connections = self.shared.connections.lock();
+            for (_, stream) in connections.open.values() {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+            std::mem::take(&mut connections.threads)
+        };
+        for thread in threads {
+            let _ = thread.join();
+        }
+        if let Some(thread) = self.apply_thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn close_listener(&self) {
+        let Some(listening) = self.listening.lock().take() else {
+            return;
+        };
+        listening.closing.store(true, Ordering::SeqCst);
+        // A connection wakes the blocked accept() so it sees `closing`.
+        let _ = TcpStream::connect_timeout(&listening.addr, Duration::from_secs(1));
+        let _ = listening.accept_thread.join();
+        let connections = self.shared.connections.lock();
+        for (generation, stream) in connections.open.values() {
+            if *generation == listening.generation {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn apply_loop(shared: &Shared, inbox: &Receiver<Chunk>) {
+    loop {
+        select! {
+            recv(inbox) -> chunk => {
+                let Ok(chunk) = chunk else { return };
+                wait_while_stalled(shared);
+                shared.store.apply(&chunk);
+                shared.progress.mark_applied();
+            }
+            recv(shared.stop_signal) -> _ => return,
+        }
+    }
+}
+
+fn wait_while_stalled(shared: &Shared) {
+    loop {
+        let Some(until) = *shared.stalled_until.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if now >= until || shared.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        thread::sleep((until - now).min(STOP_POLL));
+    }
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, generation: u64, closing: &AtomicBool) {
+    for stream in listener.incoming() {
+        if closing.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(stream) = stream else {
+            // EMFILE and friends: back off and keep serving.
+            thread::sleep(STOP_POLL);
+            continue;
+        };
+        let mut connections = shared.connections.lock();
+        connections.threads.retain(|thread| !thread.is_finished());
+        if connections.open.len() >= MAX_CONNECTIONS {
+            continue;
+        }
+        let Ok(registered) = stream.try_clone() else {
+            continue;
+        };
+        let connection_id = connections.next_id;
+        connections.next_id += 1;
+        connections.open.insert(connection_id, (generation, registered));
+        let thread_shared = shared.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("node-{}-conn", shared.id))
+            .spawn(move || {
+                serve_connection(&thread_shared, stream);
+                thread_shared.connections.lock().open.remove(&connection_id);
+            });
+        match spawned {
+            Ok(thread) => connections.threads.push(thread),
+            Err(_) => {
+                connections.open.remove(&connection_id);
+            }
+        }
+    }
+}
+
+/// Serves one connection until it closes, errs or sends a bad frame.
+fn serve_connection(shared: &Shared, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
+    let Ok(write_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::with_capacity(CONNECTION_BUFFER_BYTES, stream);
+    let mut writer = BufWriter::with_capacity(CONNECTION_BUFFER_BYTES, write_half);
+    let mut payload = Vec::new();
+    let mut out = Vec::new();
+    while !shared.stopped.load(Ordering::SeqCst) {
+        if protocol::read_frame(&mut reader, &mut payload).is_err() {
+            return;
+        }
+        wait_while_stalled(shared);
+        let Some(response) = handle(shared, &payload) else {
+            return;
+        };
+        protocol::encode_response(&mut out, &response);
+        if writer.write_all(&out).and_then(|()| writer.flush()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Answers one request; `None` drops the connection (bad frame, or no answer
+/// can be given truthfully).
+fn handle(shared: &Shared, payload: &[u8]) -> Option<Response> {
+    match Request::decode(payload) {
+        Ok(Request::Store { id, entries }) => {
+            let known_tenants = shared.tenants.len() as u64;
+            if entries.iter().any(|e| u64::from(e.tenant) >= known_tenants) {
+                return None;
+            }
+            shared.store.apply(&entries);
+            replicate(shared, entries.into()).ok()?;
+            Some(Response::Stored { id })
+        }
+        Ok(Request::Count {
+            id,
+            tenant,
+            min_applied,
+        }) => {
+            if !shared
+                .progress
+                .wait_applied(min_applied, COUNT_WAIT_LIMIT, &shared.stopped)
+            {
+                return None;
+            }
+            let count = if tenant == protocol::UNKNOWN_TENANT {
+                0
+            } else {
+                shared.store.count(tenant)
+            };
+            Some(Response::Counted { id, count })
+        }
+        Ok(Request::Ping { id }) => Some(Response::Pong { id }),
+        Err(FrameError::Malformed(_) | FrameError::TooLarge(_) | FrameError::Io(_)) => None,
+    }
+}
+
+/// The node stopped while it was replicating; the chunk is not acknowledged.
+struct Stopped;
+
+/// Queues a chunk on every other live node's inbox.
+fn replicate(shared: &Shared, chunk: Chunk) -> Result<(), Stopped> {
+    let peers = shared.peers.list.read();
+    for peer in peers.iter().filter(|peer| peer.id != shared.id) {
+        peer.progress.enqueued.fetch_add(1, Ordering::SeqCst);
+        select! {
+            send(peer.inbox, chunk.clone()) -> sent => {
+                if sent.is_err() {
+                    // That peer is gone; nothing of it will be read again.
+                    peer.progress.enqueued.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            recv(shared.stop_signal) -> _ => {
+                peer.progress.enqueued.fetch_sub(1, Ordering::SeqCst);
+                return Err(Stopped);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,315 @@
+//! The framed binary protocol between the coordinator and the nodes.
+//!
+//! A frame is a little-endian `u32` payload length, then the payload: a tag
+//! byte, a `u64` request id (echoed in the response), and the body. A frame
+//! longer than [`MAX_FRAME_BYTES`], an unknown tag or a body of the wrong size
+//! is malformed: the node drops that connection and keeps serving.
+//!
+//! | tag | message | body |
+//! | --- | --- | --- |
+//! | 1 | `Store` | `u32` n, then n × (`i64` id, `u64` version, `u32` tenant) |
+//! | 2 | `Count` | `u32` tenant (`u32::MAX`: unknown), `u64` min_applied |
+//! | 3 | `Ping` | none |
+//! | 129 | `Stored` | none |
+//! | 130 | `Counted` | `u64` count |
+//! | 131 | `Pong` | none |
+
+use crate::store::Entry;
+use crate::tenants::TenantId;
+use std::fmt;
+use std::io::{self, Read};
+
+/// Largest frame payload accepted, in bytes.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes of one entry in a `Store` frame.
+pub const ENTRY_BYTES: usize = 20;
+const HEADER_BYTES: usize = 1 + 8;
+const STORE_HEADER_BYTES: usize = HEADER_BYTES + 4;
+/// Most entries one `Store` frame carries; a larger chunk is sent as several.
+pub const MAX_ENTRIES_PER_FRAME: usize = (MAX_FRAME_BYTES - STORE_HEADER_BYTES) / ENTRY_BYTES;
+/// The tenant id a `Count` carries for a tenant nobody has written.
+pub const UNKNOWN_TENANT: TenantId = TenantId::MAX;
+
+const TAG_STORE: u8 = 1;
+const TAG_COUNT: u8 = 2;
+const TAG_PING: u8 = 3;
+const TAG_STORED: u8 = 129;
+const TAG_COUNTED: u8 = 130;
+const TAG_PONG: u8 = 131;
+
+/// What the coordinator asks a node.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Store these entries (the node's chunk of a batch) and replicate them.
+    Store { id: u64, entries: Vec<Entry> },
+    /// Count a tenant once the node has applied `min_applied` queued messages.
+    Count {
+        id: u64,
+        tenant: TenantId,
+        min_applied: u64,
+    },
+    Ping { id: u64 },
+}
+
+/// What a node answers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Response {
+    Stored { id: u64 },
+    Counted { id: u64, count: u64 },
+    Pong { id: u64 },
+}
+
+impl Response {
+    pub fn request_id(&self) -> u64 {
+        match self {
+            Response::Stored { id } | Response::Counted { id, .. } | Response::Pong { id } => *id,
+        }
+    }
+}
+
+/// Why a frame could not be read.
+#[derive(Debug)]
+pub enum FrameError {
+    Io(io::Error),
+    TooLarge(usize),
+    Malformed(&'static str),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Io(e) => write!(f, "i/o error: {e}"),
+            FrameError::TooLarge(n) => write!(f, "frame of {n} bytes is over the {MAX_FRAME_BYTES}-byte limit"),
+            FrameError::Malformed(why) => write!(f, "malformed frame: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+impl From<io::Error> for FrameError {
+    fn from(e: io::Error) -> Self {
+        FrameError::Io(e)
+    }
+}
+
+/// Reads one frame's payload into `payload` (reused between calls).
+pub fn read_frame(reader: &mut impl Read, payload: &mut Vec<u8>) -> Result<(), FrameError> {
+    let mut length = [0u8; 4];
+    reader.read_exact(&mut length)?;
+    let length = u32::from_le_bytes(length) as usize;
+    if length > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge(length));
+    }
+    payload.clear();
+    payload.resize(length, 0);
+    reader.read_exact(payload)?;
+    Ok(())
+}
+
+/// Starts a frame in `out` (cleared); [`finish_frame`] fills in its length.
+fn start_frame(out: &mut Vec<u8>, tag: u8, id: u64) {
+    out.clear();
+    out.extend_from_slice(&[0; 4]);
+    out.push(tag);
+    out.extend_from_slice(&id.to_le_bytes());
+}
+
+fn finish_frame(out: &mut [u8]) {
+    // Every frame we build is far below 4 GiB (at most MAX_FRAME_BYTES).
+    let length = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&length.to_le_bytes());
+}
+
+/// Encodes a `Store` of at most [`MAX_ENTRIES_PER_FRAME`] entries.
+pub fn encode_store(out: &mut Vec<u8>, id: u64, entries: &[Entry]) {
+    debug_assert!(entries.len() <= MAX_ENTRIES_PER_FRAME);
+    start_frame(out, TAG_STORE, id);
+    out.reserve(4 + entries.len() * ENTRY_BYTES);
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for entry in entries {
+        out.extend_from_slice(&entry.id.to_le_bytes());
+        out.extend_from_slice(&entry.version.to_le_bytes());
+        out.extend_from_slice(&entry.tenant.to_le_bytes());
+    }
+    finish_frame(out);
+}
+
+pub fn encode_count(out: &mut Vec<u8>, id: u64, tenant: TenantId, min_applied: u64) {
+    start_frame(out, TAG_COUNT, id);
+    out.extend_from_slice(&tenant.to_le_bytes());
+    out.extend_from_slice(&min_applied.to_le_bytes());
+    finish_frame(out);
+}
+
+pub fn encode_ping(out: &mut Vec<u8>, id: u64) {
+    start_frame(out, TAG_PING, id);
+    finish_frame(out);
+}
+
+pub fn encode_response(out: &mut Vec<u8>, response: &Response) {
+    match response {
+        Response::Stored { id } => start_frame(out, TAG_STORED, *id),
+        Response::Counted { id, count } => {
+            start_frame(out, TAG_COUNTED, *id);
+            out.extend_from_slice(&count.to_le_bytes());
+        }
+        Response::Pong { id } => start_frame(out, TAG_PONG, *id),
+    }
+    finish_frame(out);
+}
+
+/// Reads fixed-size little-endian fields off a payload.
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], FrameError> {
+        let (head, rest) = self
+            .0
+            .split_first_chunk::<N>()
+            .ok_or(FrameError::Malformed("payload ends too early"))?;
+        self.0 = rest;
+        Ok(*head)
+    }
+
+    fn u8(&mut self) -> Result<u8, FrameError> {
+        Ok(self.take::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, FrameError> {
+        Ok(u32::from_le_bytes(self.take()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, FrameError> {
+        Ok(u64::from_le_bytes(self.take()?))
+    }
+
+    fn i64(&mut self) -> Result<i64, FrameError> {
+        Ok(i64::from_le_bytes(self.take()?))
+    }
+
+    fn end(&self) -> Result<(), FrameError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(FrameError::Malformed("trailing bytes after the body"))
+        }
+    }
+}
+
+impl Request {
+    pub fn decode(payload: &[u8]) -> Result<Request, FrameError> {
+        let mut cursor = Cursor(payload);
+        let tag = cursor.u8()?;
+        let id = cursor.u64()?;
+        let request = match tag {
+            TAG_STORE => {
+                let n = cursor.u32()? as usize;
+                if cursor.0.len() != n.saturating_mul(ENTRY_BYTES) {
+                    return Err(FrameError::Malformed("entry count does not match the frame length"));
+                }
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    entries.push(Entry {
+                        id: cursor.i64()?,
+                        version: cursor.u64()?,
+                        tenant: cursor.u32()?,
+                    });
+                }
+                Request::Store { id, entries }
+            }
+            TAG_COUNT => Request::Count {
+                id,
+                tenant: cursor.u32()?,
+                min_applied: cursor.u64()?,
+            },
+            TAG_PING => Request::Ping { id },
+            _ => return Err(FrameError::Malformed("unknown request tag")),
+        };
+        cursor.end()?;
+        Ok(request)
+    }
+}
+
+impl Response {
+    pub fn decode(payload: &[u8]) -> Result<Response, FrameError> {
+        let mut cursor = Cursor(payload);
+        let tag = cursor.u8()?;
+        let id = cursor.u64()?;
+        let response = match tag {
+            TAG_STORED => Response::Stored { id },
+            TAG_COUNTED => Response::Counted {
+                id,
+                count: cursor.u64()?,
+            },
+            TAG_PONG => Response::Pong { id },
+            _ => return Err(FrameError::Malformed("unknown response tag")),
+        };
+        cursor.end()?;
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload_of(frame: &[u8]) -> Vec<u8> {
+        let mut payload = Vec::new();
+        read_frame(&mut &frame[..], &mut payload).unwrap();
+        payload
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let entries = vec![
+            Entry {
+                id: i64::MIN,
+                version: u64::MAX,
+                tenant: 7,
+            },
+            Entry {
+                id: 42,
+                version: 1,
+                tenant: 0,
+            },
+        ];
+        let mut frame = Vec::new();
+        encode_store(&mut frame, 9, &entries);
+        assert_eq!(frame.len(), 4 + STORE_HEADER_BYTES + 2 * ENTRY_BYTES);
+        assert_eq!(Request::decode(&payload_of(&frame)).unwrap(), Request::Store { id: 9, entries });
+
+        encode_count(&mut frame, 10, 3, 77);
+        let count = Request::decode(&payload_of(&frame)).unwrap();
+        assert_eq!(count, Request::Count { id: 10, tenant: 3, min_applied: 77 });
+
+        encode_ping(&mut frame, 11);
+        assert_eq!(Request::decode(&payload_of(&frame)).unwrap(), Request::Ping { id: 11 });
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let mut frame = Vec::new();
+        for response in [Response::Stored { id: 1 }, Response::Counted { id: 2, count: 5 }, Response::Pong { id: 3 }] {
+            encode_response(&mut frame, &response);
+            assert_eq!(Response::decode(&payload_of(&frame)).unwrap(), response);
+        }
+    }
+
+    #[test]
+    fn bad_frames_are_errors_not_panics() {
+        let mut payload = Vec::new();
+        let oversize = ((MAX_FRAME_BYTES + 1) as u32).to_le_bytes();
+        assert!(matches!(read_frame(&mut &oversize[..], &mut payload), Err(FrameError::TooLarge(_))));
+        let truncated = [10u8, 0, 0, 0, 1, 2];
+        assert!(matches!(read_frame(&mut &truncated[..], &mut payload), Err(FrameError::Io(_))));
+
+        for bad in [&[][..], &[1], &[99, 0, 0, 0, 0, 0, 0, 0, 0], &[1, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255]] {
+            assert!(matches!(Request::decode(bad), Err(FrameError::Malformed(_))), "{bad:?}");
+        }
+        let mut ping = vec![TAG_PING];
+        ping.extend_from_slice(&[0; 8]);
+        ping.push(0);
+        assert!(matches!(Request::decode(&ping), Err(FrameError::Malformed(_))));
+    }
+}

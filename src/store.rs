@@ -1,0 +1,251 @@
+//! One node's map `ID → (tenant, version)` with per-tenant counts.
+//!
+//! Writes are applied last-writer-wins on the coordinator's version, so any
+//! order of delivery, and any repetition, converges to the same map. The map
+//! is split into shards so that growing it never rehashes everything at once
+//! (a stop-the-world pause on a large map), and so that the coordinator's
+//! direct writes and background replication rarely wait on each other.
+
+use crate::tenants::TenantId;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry as MapEntry;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Shards per store; a power of two. Each rehash touches 1/SHARDS of the items.
+pub const SHARDS: usize = 64;
+const SHARD_BITS: u32 = SHARDS.trailing_zeros();
+
+/// One write of one item, as the coordinator ordered it: a higher version wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub id: i64,
+    pub version: u64,
+    pub tenant: TenantId,
+}
+
+/// An ID as a map key, aligned to 4 bytes so a key and its [`Slot`] take 20
+/// bytes in the table instead of 24.
+#[repr(C, packed(4))]
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key(i64);
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let id = self.0;
+        state.write_i64(id);
+    }
+}
+
+#[repr(C, packed(4))]
+#[derive(Clone, Copy)]
+struct Slot {
+    version: u64,
+    tenant: TenantId,
+}
+
+/// A hasher for i64 keys: the splitmix64 finaliser, much cheaper than SipHash.
+/// Keys come from clients, but a shard is small, so a client that aims
+/// collisions at one shard slows only that shard.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = mix(self.0 ^ u64::from(byte));
+        }
+    }
+
+    fn write_i64(&mut self, id: i64) {
+        self.0 = mix(id as u64);
+    }
+}
+
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The shard of an ID: Fibonacci hashing, independent of the map's own hash
+/// (which the table uses for bucket and control bits).
+fn shard_of(id: i64) -> usize {
+    ((id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SHARD_BITS)) as usize
+}
+
+type Shard = HashMap<Key, Slot, BuildHasherDefault<IdHasher>>;
+
+pub struct Store {
+    shards: Vec<Mutex<Shard>>,
+    /// Items per tenant id, kept as items move so a count is O(1).
+    counts: RwLock<Vec<AtomicU64>>,
+    items: AtomicU64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Store {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            counts: RwLock::new(Vec::new()),
+            items: AtomicU64::new(0),
+        }
+    }
+
+    /// Applies writes last-writer-wins. Applying the same entry twice, or
+    /// entries in any order, gives the same result.
+    pub fn apply(&self, entries: &[Entry]) {
+        let Some(max_tenant) = entries.iter().map(|e| e.tenant).max() else {
+            return;
+        };
+        self.grow_counts(max_tenant);
+        let counts = self.counts.read();
+        for entry in entries {
+            let mut shard = self.shards[shard_of(entry.id)].lock();
+            let new = Slot {
+                version: entry.version,
+                tenant: entry.tenant,
+            };
+            match shard.entry(Key(entry.id)) {
+                MapEntry::Vacant(vacant) => {
+                    vacant.insert(new);
+                    self.items.fetch_add(1, Ordering::Relaxed);
+                    counts[entry.tenant as usize].fetch_add(1, Ordering::Relaxed);
+                }
+                MapEntry::Occupied(mut occupied) => {
+                    let old = *occupied.get();
+                    let old_version = old.version;
+                    if entry.version <= old_version {
+                        continue;
+                    }
+                    let old_tenant = old.tenant;
+                    if old_tenant != entry.tenant {
+                        counts[old_tenant as usize].fetch_sub(1, Ordering::Relaxed);
+                        counts[entry.tenant as usize].fetch_add(1, Ordering::Relaxed);
+                    }
+                    occupied.insert(new);
+                }
+            }
+        }
+    }
+
+    fn grow_counts(&self, max_tenant: TenantId) {
+        let needed = max_tenant as usize + 1;
+        if self.counts.read().len() >= needed {
+            return;
+        }
+        let mut counts = self.counts.write();
+        while counts.len() < needed {
+            counts.push(AtomicU64::new(0));
+        }
+    }
+
+    /// How many IDs currently belong to `tenant`.
+    pub fn count(&self, tenant: TenantId) -> u64 {
+        self.counts
+            .read()
+            .get(tenant as usize)
+            .map_or(0, |count| count.load(Ordering::Relaxed))
+    }
+
+    /// How many distinct IDs the store holds.
+    pub fn len(&self) -> u64 {
+        self.items.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every item as an entry, one shard locked at a time, so writers go on.
+    pub fn snapshot(&self) -> Vec<Entry> {
+        let mut entries = Vec::with_capacity(self.len() as usize);
+        for shard in &self.shards {
+            let shard = shard.lock();
+            entries.extend(shard.iter().map(|(key, slot)| Entry {
+                id: key.0,
+                version: slot.version,
+                tenant: slot.tenant,
+            }));
+        }
+        entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: i64, version: u64, tenant: TenantId) -> Entry {
+        Entry {
+            id,
+            version,
+            tenant,
+        }
+    }
+
+    #[test]
+    fn later_versions_win_in_any_order() {
+        let writes = [entry(1, 5, 0), entry(1, 9, 1), entry(1, 7, 2), entry(2, 1, 0)];
+        let forward = Store::new();
+        forward.apply(&writes);
+        let backward = Store::new();
+        for write in writes.iter().rev() {
+            backward.apply(std::slice::from_ref(write));
+        }
+        for store in [&forward, &backward] {
+            assert_eq!((store.count(0), store.count(1), store.count(2)), (1, 1, 0));
+            assert_eq!(store.len(), 2);
+        }
+    }
+
+    #[test]
+    fn repeated_entries_change_nothing() {
+        let store = Store::new();
+        let writes = [entry(1, 1, 0), entry(2, 2, 0)];
+        store.apply(&writes);
+        store.apply(&writes);
+        assert_eq!((store.count(0), store.len()), (2, 2));
+    }
+
+    #[test]
+    fn counts_follow_moves_and_unknown_tenants_are_zero() {
+        let store = Store::new();
+        store.apply(&[entry(i64::MIN, 1, 3), entry(i64::MAX, 2, 3)]);
+        store.apply(&[entry(i64::MIN, 3, 4)]);
+        assert_eq!((store.count(3), store.count(4), store.count(99)), (1, 1, 0));
+    }
+
+    #[test]
+    fn snapshot_rebuilds_the_same_store() {
+        let store = Store::new();
+        let writes: Vec<Entry> = (0..10_000).map(|i| entry(i * 7919, i as u64, (i % 5) as u32)).collect();
+        store.apply(&writes);
+        let copy = Store::new();
+        copy.apply(&store.snapshot());
+        assert_eq!(copy.len(), 10_000);
+        for tenant in 0..5 {
+            assert_eq!(copy.count(tenant), 2_000);
+        }
+    }
+
+    #[test]
+    fn sequential_ids_spread_over_every_shard() {
+        let mut seen = [false; SHARDS];
+        for id in 0..10_000 {
+            seen[shard_of(id)] = true;
+        }
+        assert!(seen.iter().all(|&s| s));
+    }
+}
