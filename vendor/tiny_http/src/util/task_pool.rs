@@ -69,7 +69,12 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // PATCH: a waiting thread that was already notified for a queued task
+        // still counts as waiting until it takes the lock, so `waiting == 0`
+        // let a second task queue behind the first with no thread to run it;
+        // with keep-alive connections it starved forever. Only threads not
+        // yet claimed by a queued task are free.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
