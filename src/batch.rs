@@ -158,7 +158,9 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
         }
         let id = match id {
             None => return Err(self.fail(Field::Id, "is missing")),
-            Some(value) => value.into_id().map_err(|problem| self.fail(Field::Id, problem))?,
+            Some(value) => value
+                .into_id()
+                .map_err(|problem| self.fail(Field::Id, problem))?,
         };
         let tenant = match tenant {
             None => return Err(self.fail(Field::Tenant, "is missing")),
@@ -214,7 +216,9 @@ impl<'a> JsonValue<'a> {
         match self {
             JsonValue::Signed(id) => Ok(id),
             JsonValue::Unsigned(id) => i64::try_from(id).map_err(|_| format!("{RANGE}, got {id}")),
-            JsonValue::Float => Err(format!("{RANGE}, not a fraction, exponent or larger number")),
+            JsonValue::Float => Err(format!(
+                "{RANGE}, not a fraction, exponent or larger number"
+            )),
             JsonValue::Text(_) => Err(format!("{RANGE}, not a string")),
             JsonValue::Other(kind) => Err(format!("{RANGE}, not {kind}")),
         }
@@ -300,7 +304,10 @@ mod tests {
 
     fn ok(body: &str) -> Vec<(i64, String)> {
         match parse(body.as_bytes()) {
-            Ok(items) => items.into_iter().map(|i| (i.id, i.tenant.into_owned())).collect(),
+            Ok(items) => items
+                .into_iter()
+                .map(|i| (i.id, i.tenant.into_owned()))
+                .collect(),
             Err(e) => panic!("{body} must parse: {e}"),
         }
     }
@@ -314,45 +321,78 @@ mod tests {
 
     #[test]
     fn keys_match_case_insensitively_and_extras_are_ignored() {
-        let items = ok(r#"[{"ID":1,"tenant":"a"},{"id":2,"Tenant":"b","x":[1,{"y":2}]},{"Id":-3,"TENANT":"c"}]"#);
-        assert_eq!(items, vec![(1, "a".into()), (2, "b".into()), (-3, "c".into())]);
+        let items = ok(
+            r#"[{"ID":1,"tenant":"a"},{"id":2,"Tenant":"b","x":[1,{"y":2}]},{"Id":-3,"TENANT":"c"}]"#,
+        );
+        assert_eq!(
+            items,
+            vec![(1, "a".into()), (2, "b".into()), (-3, "c".into())]
+        );
         assert_eq!(ok("[]"), vec![]);
         assert_eq!(ok(" [ ] \n"), vec![]);
     }
 
     #[test]
     fn the_i64_range_is_exact() {
-        let items = ok(r#"[{"ID":9223372036854775807,"tenant":"a"},{"ID":-9223372036854775808,"tenant":"a"}]"#);
+        let items = ok(
+            r#"[{"ID":9223372036854775807,"tenant":"a"},{"ID":-9223372036854775808,"tenant":"a"}]"#,
+        );
         assert_eq!(items[0].0, i64::MAX);
         assert_eq!(items[1].0, i64::MIN);
-        assert!(err(r#"[{"ID":9223372036854775808,"tenant":"a"}]"#).starts_with("item 0: field \"ID\""));
-        assert!(err(r#"[{"ID":-9223372036854775809,"tenant":"a"}]"#).starts_with("item 0: field \"ID\""));
+        assert!(
+            err(r#"[{"ID":9223372036854775808,"tenant":"a"}]"#).starts_with("item 0: field \"ID\"")
+        );
+        assert!(
+            err(r#"[{"ID":-9223372036854775809,"tenant":"a"}]"#)
+                .starts_with("item 0: field \"ID\"")
+        );
     }
 
     #[test]
     fn ids_must_be_json_integers() {
         for bad in ["1.5", "1e3", "\"1\"", "null", "true", "[1]", "{}"] {
-            let message = err(&format!(r#"[{{"ID":1,"tenant":"a"}},{{"ID":{bad},"tenant":"a"}}]"#));
-            assert!(message.starts_with("item 1: field \"ID\" must be an integer"), "{bad}: {message}");
+            let message = err(&format!(
+                r#"[{{"ID":1,"tenant":"a"}},{{"ID":{bad},"tenant":"a"}}]"#
+            ));
+            assert!(
+                message.starts_with("item 1: field \"ID\" must be an integer"),
+                "{bad}: {message}"
+            );
         }
     }
 
     #[test]
     fn tenants_must_be_short_non_empty_strings() {
-        assert!(err(r#"[{"ID":1,"tenant":""}]"#).contains("item 0: field \"tenant\" must not be empty"));
-        assert!(err(r#"[{"ID":1,"tenant":7}]"#).contains("item 0: field \"tenant\" must be a string"));
+        assert!(
+            err(r#"[{"ID":1,"tenant":""}]"#).contains("item 0: field \"tenant\" must not be empty")
+        );
+        assert!(
+            err(r#"[{"ID":1,"tenant":7}]"#).contains("item 0: field \"tenant\" must be a string")
+        );
         assert!(err(r#"[{"ID":1,"tenant":null}]"#).contains("field \"tenant\""));
         let longest = "x".repeat(MAX_TENANT_BYTES);
-        assert_eq!(ok(&format!(r#"[{{"ID":1,"tenant":"{longest}"}}]"#))[0].1, longest);
+        assert_eq!(
+            ok(&format!(r#"[{{"ID":1,"tenant":"{longest}"}}]"#))[0].1,
+            longest
+        );
         let message = err(&format!(r#"[{{"ID":1,"tenant":"{longest}y"}}]"#));
         assert!(message.contains("1025 bytes"), "{message}");
     }
 
     #[test]
     fn missing_fields_are_named() {
-        assert_eq!(err(r#"[{"tenant":"a"}]"#), "item 0: field \"ID\" is missing");
-        assert_eq!(err(r#"[{"ID":1},{"ID":2}]"#), "item 0: field \"tenant\" is missing");
-        assert!(err(r#"[{"ID":1,"tenant":"a"},5]"#).starts_with("item 1: the item must be a JSON object"));
+        assert_eq!(
+            err(r#"[{"tenant":"a"}]"#),
+            "item 0: field \"ID\" is missing"
+        );
+        assert_eq!(
+            err(r#"[{"ID":1},{"ID":2}]"#),
+            "item 0: field \"tenant\" is missing"
+        );
+        assert!(
+            err(r#"[{"ID":1,"tenant":"a"},5]"#)
+                .starts_with("item 1: the item must be a JSON object")
+        );
     }
 
     #[test]
@@ -363,14 +403,30 @@ mod tests {
 
     #[test]
     fn later_duplicate_keys_win() {
-        assert_eq!(ok(r#"[{"ID":1,"id":2,"tenant":"a","Tenant":"b"}]"#), vec![(2, "b".into())]);
+        assert_eq!(
+            ok(r#"[{"ID":1,"id":2,"tenant":"a","Tenant":"b"}]"#),
+            vec![(2, "b".into())]
+        );
     }
 
     #[test]
     fn anything_but_one_array_is_refused() {
-        for bad in ["", "{}", "1", "\"x\"", "[", "[{\"ID\":1,\"tenant\":\"a\"}", "[] []", "[]x", "nul"] {
+        for bad in [
+            "",
+            "{}",
+            "1",
+            "\"x\"",
+            "[",
+            "[{\"ID\":1,\"tenant\":\"a\"}",
+            "[] []",
+            "[]x",
+            "nul",
+        ] {
             let message = err(bad);
-            assert!(message.starts_with("body must be one JSON array"), "{bad:?}: {message}");
+            assert!(
+                message.starts_with("body must be one JSON array"),
+                "{bad:?}: {message}"
+            );
         }
     }
 }

@@ -27,7 +27,9 @@ impl CallError {
     /// The node did not answer in time: alive but busy, most likely.
     pub fn is_timeout(&self) -> bool {
         let kind = match self {
-            CallError::Connect(e) | CallError::Send(e) | CallError::Receive(FrameError::Io(e)) => e.kind(),
+            CallError::Connect(e) | CallError::Send(e) | CallError::Receive(FrameError::Io(e)) => {
+                e.kind()
+            }
             _ => return false,
         };
         matches!(kind, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
@@ -60,7 +62,8 @@ pub struct Connection {
 
 impl Connection {
     pub fn open(addr: SocketAddr) -> Result<Connection, CallError> {
-        let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(CallError::Connect)?;
+        let stream =
+            TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(CallError::Connect)?;
         stream.set_nodelay(true).map_err(CallError::Connect)?;
         let writer = stream.try_clone().map_err(CallError::Connect)?;
         Ok(Connection {
@@ -79,7 +82,9 @@ impl Connection {
     /// Writes one request frame, giving up at `deadline`.
     pub fn send(&mut self, frame: &[u8], deadline: Instant) -> Result<(), CallError> {
         let left = time_left(deadline).map_err(CallError::Send)?;
-        self.writer.set_write_timeout(Some(left)).map_err(CallError::Send)?;
+        self.writer
+            .set_write_timeout(Some(left))
+            .map_err(CallError::Send)?;
         self.writer.write_all(frame).map_err(CallError::Send)
     }
 

@@ -37,7 +37,9 @@ impl Slot {
 
     /// The coordinator saw this node miss a deadline recently.
     pub fn is_busy(&self) -> bool {
-        self.busy_until.lock().is_some_and(|until| Instant::now() < until)
+        self.busy_until
+            .lock()
+            .is_some_and(|until| Instant::now() < until)
     }
 
     pub fn mark_busy(&self) {
@@ -94,7 +96,11 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts `count` nodes on ports from `node_port` (0: any), node 0 master.
-    pub fn start(count: usize, node_port: u16, tenants: Arc<Tenants>) -> Result<Cluster, NodeError> {
+    pub fn start(
+        count: usize,
+        node_port: u16,
+        tenants: Arc<Tenants>,
+    ) -> Result<Cluster, NodeError> {
         let peers = Arc::new(Peers::default());
         let mut slots = Vec::with_capacity(count);
         let mut next_port = node_port;
@@ -161,7 +167,11 @@ impl Cluster {
                 let node = slot.node();
                 NodeStatus {
                     id: slot.id,
-                    role: if master == Some(slot.id) { "master" } else { "replica" },
+                    role: if master == Some(slot.id) {
+                        "master"
+                    } else {
+                        "replica"
+                    },
                     alive: node.is_some(),
                     addr: node.as_ref().and_then(|n| n.addr()).map(|a| a.to_string()),
                     items: node.as_ref().map_or(0, |n| n.store().len()),
@@ -178,7 +188,9 @@ impl Cluster {
 
     fn live_node(&self, id: usize, action: &'static str) -> Result<(&Slot, Arc<Node>), FaultError> {
         let slot = self.slot(id)?;
-        let node = slot.node().ok_or(FaultError::WrongState { id, why: action })?;
+        let node = slot
+            .node()
+            .ok_or(FaultError::WrongState { id, why: action })?;
         Ok((slot, node))
     }
 
@@ -219,15 +231,24 @@ impl Cluster {
         let _change = self.changes.lock();
         let slot = self.slot(id)?;
         if slot.node().is_some() {
-            return Err(FaultError::WrongState { id, why: "is alive" });
+            return Err(FaultError::WrongState {
+                id,
+                why: "is alive",
+            });
         }
         let source = self
             .master()
             .map(|(_, node)| node)
             .or_else(|| self.live().into_iter().next().map(|(_, node)| node));
         let listener = node::bind(self.port_choice(), None).map_err(FaultError::Node)?;
-        let node = Node::start(id, listener, self.tenants.clone(), self.peers.clone(), source.as_deref())
-            .map_err(FaultError::Node)?;
+        let node = Node::start(
+            id,
+            listener,
+            self.tenants.clone(),
+            self.peers.clone(),
+            source.as_deref(),
+        )
+        .map_err(FaultError::Node)?;
         let addr = node.addr();
         *slot.node.write() = Some(Arc::new(node));
         slot.mark_answering();
@@ -237,7 +258,10 @@ impl Cluster {
             eprintln!("master changed: node {id} is master");
         }
         match addr {
-            Some(addr) => eprintln!("node {id} restarted on {addr}, {} items copied", self.items_of(id)),
+            Some(addr) => eprintln!(
+                "node {id} restarted on {addr}, {} items copied",
+                self.items_of(id)
+            ),
             None => eprintln!("node {id} restarted"),
         }
         Ok(())
@@ -261,7 +285,10 @@ impl Cluster {
             .map_err(FaultError::Node)?;
         node.move_to(listener).map_err(FaultError::Node)?;
         slot.pool.clear();
-        let addr = node.addr().ok_or(FaultError::WrongState { id, why: "has no listener" })?;
+        let addr = node.addr().ok_or(FaultError::WrongState {
+            id,
+            why: "has no listener",
+        })?;
         eprintln!("node {id} disconnected, listening again on {addr}");
         Ok(addr)
     }

@@ -86,6 +86,22 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+impl ConfigError {
+    /// The same error, about environment variable `var` instead of its flag.
+    fn named(self, var: &'static str) -> ConfigError {
+        match self {
+            ConfigError::BadValue {
+                value, expected, ..
+            } => ConfigError::BadValue {
+                flag: var,
+                value,
+                expected,
+            },
+            other => other,
+        }
+    }
+}
+
 /// The flags that take a value, with their environment variables.
 const VALUE_FLAGS: [(&str, &str); 5] = [
     ("--listen", "DC_LISTEN"),
@@ -104,7 +120,7 @@ where
     let mut config = Config::default();
     for (flag, var) in VALUE_FLAGS {
         if let Some(value) = env(var) {
-            apply_value(&mut config, flag, value)?;
+            apply_value(&mut config, flag, value).map_err(|e| e.named(var))?;
         }
     }
     if let Some(value) = env("DC_FAULT_INJECTION") {
@@ -142,7 +158,11 @@ fn apply_value(config: &mut Config, flag: &'static str, value: String) -> Result
         expected,
     };
     match flag {
-        "--listen" => config.listen = value.parse().map_err(|_| bad("HOST:PORT, e.g. 127.0.0.1:8085"))?,
+        "--listen" => {
+            config.listen = value
+                .parse()
+                .map_err(|_| bad("HOST:PORT, e.g. 127.0.0.1:8085"))?
+        }
         "--nodes" => {
             config.nodes = value
                 .parse()
@@ -230,11 +250,19 @@ mod tests {
     fn bad_flags_and_values_are_named() {
         let unknown = parse(args(&["--bogus"]), no_env).unwrap_err();
         assert!(unknown.to_string().contains("--bogus"));
-        for bad in [&["--nodes", "0"][..], &["--nodes", "65"], &["--listen", "nope"], &["--node-port", "70000"]] {
+        for bad in [
+            &["--nodes", "0"][..],
+            &["--nodes", "65"],
+            &["--listen", "nope"],
+            &["--node-port", "70000"],
+        ] {
             let err = parse(args(bad), no_env).unwrap_err();
             assert!(err.to_string().contains(bad[0]), "{err}");
         }
-        assert_eq!(parse(args(&["--nodes"]), no_env), Err(ConfigError::MissingValue("--nodes")));
+        assert_eq!(
+            parse(args(&["--nodes"]), no_env),
+            Err(ConfigError::MissingValue("--nodes"))
+        );
     }
 
     #[test]
@@ -248,11 +276,20 @@ mod tests {
         let Ok(Command::Run(config)) = parse(args(&["--nodes", "2"]), env) else {
             panic!("must parse");
         };
-        assert_eq!((config.nodes, config.node_port, config.fault_injection), (2, 9000, true));
+        assert_eq!(
+            (config.nodes, config.node_port, config.fault_injection),
+            (2, 9000, true)
+        );
+        let bad_env = |name: &str| (name == "DC_NODES").then(|| "0".to_string());
+        let err = parse(args(&[]), bad_env).unwrap_err();
+        assert!(err.to_string().contains("DC_NODES"), "{err}");
     }
 
     #[test]
     fn help_wins() {
-        assert_eq!(parse(args(&["--nodes", "2", "--help"]), no_env), Ok(Command::Help));
+        assert_eq!(
+            parse(args(&["--nodes", "2", "--help"]), no_env),
+            Ok(Command::Help)
+        );
     }
 }

@@ -93,8 +93,13 @@ impl Coordinator {
 
     /// Gives a validated batch its place in the global order.
     pub fn order(&self, items: &[Item<'_>]) -> Vec<Entry> {
-        let tenants = self.cluster.tenants().intern_all(items.iter().map(|item| item.tenant.as_ref()));
-        let base = self.next_version.fetch_add(items.len() as u64, Ordering::SeqCst);
+        let tenants = self
+            .cluster
+            .tenants()
+            .intern_all(items.iter().map(|item| item.tenant.as_ref()));
+        let base = self
+            .next_version
+            .fetch_add(items.len() as u64, Ordering::SeqCst);
         items
             .iter()
             .zip(tenants)
@@ -159,8 +164,17 @@ impl Coordinator {
     fn reassign(&self, mut job: Job) -> Result<Job, Unavailable> {
         job.tried.push(job.slot);
         let candidates = self.writable_slots();
-        let live: Vec<usize> = self.cluster.live().iter().map(|(slot, _)| slot.id).collect();
-        if let Some(next) = candidates.iter().chain(&live).find(|id| !job.tried.contains(id)) {
+        let live: Vec<usize> = self
+            .cluster
+            .live()
+            .iter()
+            .map(|(slot, _)| slot.id)
+            .collect();
+        if let Some(next) = candidates
+            .iter()
+            .chain(&live)
+            .find(|id| !job.tried.contains(id))
+        {
             job.slot = *next;
             return Ok(job);
         }
@@ -203,7 +217,8 @@ impl Coordinator {
             let mut connection = sent.connection;
             match connection.receive(sent.request_id, deadline) {
                 Ok(Response::Stored { .. }) => {
-                    slot.received.fetch_add(sent.job.range.len() as u64, Ordering::Relaxed);
+                    slot.received
+                        .fetch_add(sent.job.range.len() as u64, Ordering::Relaxed);
                     slot.mark_answering();
                     slot.pool.give_back(connection);
                 }
@@ -219,7 +234,12 @@ impl Coordinator {
 
     /// Writes a frame to a slot's current node, retrying once on a fresh
     /// connection when an idle pooled one turns out to be cut.
-    fn send_to(&self, slot: &Slot, frame: &[u8], deadline: Instant) -> Result<(Arc<Node>, Connection), CallError> {
+    fn send_to(
+        &self,
+        slot: &Slot,
+        frame: &[u8],
+        deadline: Instant,
+    ) -> Result<(Arc<Node>, Connection), CallError> {
         let node = slot.node().ok_or(CallError::Mismatch)?;
         let addr = node.addr().ok_or(CallError::Mismatch)?;
         let mut connection = slot.pool.take(addr)?;
@@ -321,7 +341,14 @@ mod tests {
     fn large_chunks_are_cut_to_frame_size() {
         let max = protocol::MAX_ENTRIES_PER_FRAME;
         let pieces: Vec<_> = split_by_frame(5..5 + 2 * max + 1).collect();
-        assert_eq!(pieces, vec![5..5 + max, 5 + max..5 + 2 * max, 5 + 2 * max..5 + 2 * max + 1]);
+        assert_eq!(
+            pieces,
+            vec![
+                5..5 + max,
+                5 + max..5 + 2 * max,
+                5 + 2 * max..5 + 2 * max + 1
+            ]
+        );
         assert_eq!(split_by_frame(3..3).count(), 0);
     }
 }

@@ -53,7 +53,11 @@ impl HttpServer {
                 .spawn(move || serve(&server, &api))?;
             workers.push(worker);
         }
-        Ok(HttpServer { server, addr, workers })
+        Ok(HttpServer {
+            server,
+            addr,
+            workers,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -163,11 +167,20 @@ fn handle(api: &Api, mut request: Request, buffers: &mut Buffers) {
     let (route, answer) = route(api, &mut request, buffers);
     api.metrics.record_request(route, answer.status);
     let length = answer.body.len();
-    let mut response = Response::new(answer.status.into(), Vec::new(), Cursor::new(answer.body), Some(length), None);
+    let mut response = Response::new(
+        answer.status.into(),
+        Vec::new(),
+        Cursor::new(answer.body),
+        Some(length),
+        None,
+    );
     if let Ok(header) = Header::from_bytes("Content-Type", answer.content_type) {
         response.add_header(header);
     }
-    if let Some(allow) = answer.allow.and_then(|allow| Header::from_bytes("Allow", allow).ok()) {
+    if let Some(allow) = answer
+        .allow
+        .and_then(|allow| Header::from_bytes("Allow", allow).ok())
+    {
         response.add_header(allow);
     }
     // The client may have gone; nothing to do about it.
@@ -181,37 +194,58 @@ fn route(api: &Api, request: &mut Request, buffers: &mut Buffers) -> (&'static s
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let method = request.method().clone();
     match segments.as_slice() {
-        ["items"] => ("/items", match method {
-            Method::Post => post_items(api, request, buffers),
-            _ => Answer::method_not_allowed("POST"),
-        }),
-        ["items", tenant, "count"] => ("/items/{tenant}/count", match method {
-            Method::Get => get_count(api, tenant),
-            _ => Answer::method_not_allowed("GET"),
-        }),
-        ["health"] => ("/health", match method {
-            Method::Get => health(api),
-            _ => Answer::method_not_allowed("GET"),
-        }),
-        ["nodes"] => ("/nodes", match method {
-            Method::Get => Answer::json(200, &api.coordinator.cluster().status()),
-            _ => Answer::method_not_allowed("GET"),
-        }),
-        ["metrics"] => ("/metrics", match method {
-            Method::Get => metrics_answer(api),
-            _ => Answer::method_not_allowed("GET"),
-        }),
-        ["nodes", id, action] if api.fault_injection => ("/nodes/{id}/{action}", match method {
-            Method::Post => fault(api, id, action, query),
-            _ => Answer::method_not_allowed("POST"),
-        }),
+        ["items"] => (
+            "/items",
+            match method {
+                Method::Post => post_items(api, request, buffers),
+                _ => Answer::method_not_allowed("POST"),
+            },
+        ),
+        ["items", tenant, "count"] => (
+            "/items/{tenant}/count",
+            match method {
+                Method::Get => get_count(api, tenant),
+                _ => Answer::method_not_allowed("GET"),
+            },
+        ),
+        ["health"] => (
+            "/health",
+            match method {
+                Method::Get => health(api),
+                _ => Answer::method_not_allowed("GET"),
+            },
+        ),
+        ["nodes"] => (
+            "/nodes",
+            match method {
+                Method::Get => Answer::json(200, &api.coordinator.cluster().status()),
+                _ => Answer::method_not_allowed("GET"),
+            },
+        ),
+        ["metrics"] => (
+            "/metrics",
+            match method {
+                Method::Get => metrics_answer(api),
+                _ => Answer::method_not_allowed("GET"),
+            },
+        ),
+        ["nodes", id, action] if api.fault_injection => (
+            "/nodes/{id}/{action}",
+            match method {
+                Method::Post => fault(api, id, action, query),
+                _ => Answer::method_not_allowed("POST"),
+            },
+        ),
         _ => ("other", Answer::ko(404, format!("no such route: {path}"))),
     }
 }
 
 fn post_items(api: &Api, request: &mut Request, buffers: &mut Buffers) -> Answer {
     let limit = api.max_body_bytes;
-    if request.body_length().is_some_and(|declared| declared > limit) {
+    if request
+        .body_length()
+        .is_some_and(|declared| declared > limit)
+    {
         return too_large(limit);
     }
     buffers.body.clear();
@@ -246,7 +280,10 @@ fn post_items(api: &Api, request: &mut Request, buffers: &mut Buffers) -> Answer
 }
 
 fn too_large(limit: usize) -> Answer {
-    Answer::ko(413, format!("body is larger than the {limit}-byte limit (--max-body-bytes)"))
+    Answer::ko(
+        413,
+        format!("body is larger than the {limit}-byte limit (--max-body-bytes)"),
+    )
 }
 
 fn get_count(api: &Api, raw_tenant: &str) -> Answer {
@@ -257,11 +294,20 @@ fn get_count(api: &Api, raw_tenant: &str) -> Answer {
     if tenant.is_empty() || tenant.len() > batch::MAX_TENANT_BYTES {
         return Answer::ko(
             400,
-            format!("tenant in the path must be 1 to {} bytes long", batch::MAX_TENANT_BYTES),
+            format!(
+                "tenant in the path must be 1 to {} bytes long",
+                batch::MAX_TENANT_BYTES
+            ),
         );
     }
     match api.coordinator.count(&tenant) {
-        Ok(counter) => Answer::json(200, &Count { tenant: &tenant, counter }),
+        Ok(counter) => Answer::json(
+            200,
+            &Count {
+                tenant: &tenant,
+                counter,
+            },
+        ),
         Err(e) => Answer::ko(503, e),
     }
 }
@@ -292,7 +338,13 @@ fn metrics_answer(api: &Api) -> Answer {
 fn fault(api: &Api, id: &str, action: &str, query: &str) -> Answer {
     let cluster = api.coordinator.cluster();
     let Ok(id) = id.parse::<usize>() else {
-        return Answer::ko(404, format!("no node {id:?}: node ids are 0 to {}", cluster.slots().len() - 1));
+        return Answer::ko(
+            404,
+            format!(
+                "no node {id:?}: node ids are 0 to {}",
+                cluster.slots().len() - 1
+            ),
+        );
     };
     let done = match action {
         "crash" => cluster.crash(id),
@@ -302,7 +354,12 @@ fn fault(api: &Api, id: &str, action: &str, query: &str) -> Answer {
             Ok(duration) => cluster.stall(id, duration),
             Err(why) => return Answer::ko(400, why),
         },
-        _ => return Answer::ko(404, format!("no fault {action:?}: use crash, restart, disconnect or stall")),
+        _ => {
+            return Answer::ko(
+                404,
+                format!("no fault {action:?}: use crash, restart, disconnect or stall"),
+            );
+        }
     };
     match done {
         Ok(()) => Answer::ok(),
@@ -319,7 +376,9 @@ fn stall_duration(query: &str) -> Result<Duration, String> {
         .ok_or("query parameter ms is missing: use ?ms=N")?;
     match value.parse::<u64>() {
         Ok(ms) if ms <= MAX_STALL_MS => Ok(Duration::from_millis(ms)),
-        _ => Err(format!("query parameter ms must be a whole number from 0 to {MAX_STALL_MS}, got {value:?}")),
+        _ => Err(format!(
+            "query parameter ms must be a whole number from 0 to {MAX_STALL_MS}, got {value:?}"
+        )),
     }
 }
 

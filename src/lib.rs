@@ -70,9 +70,11 @@ pub struct Service {
 
 impl Service {
     pub fn start(config: &Config) -> Result<Service, StartError> {
-        let listener = TcpListener::bind(config.listen).map_err(|e| StartError::Listen(config.listen, e))?;
+        let listener =
+            TcpListener::bind(config.listen).map_err(|e| StartError::Listen(config.listen, e))?;
         let tenants = Arc::new(Tenants::new());
-        let cluster = Cluster::start(config.nodes, config.node_port, tenants).map_err(StartError::Nodes)?;
+        let cluster =
+            Cluster::start(config.nodes, config.node_port, tenants).map_err(StartError::Nodes)?;
         let cluster = Arc::new(cluster);
         let api = Arc::new(Api {
             coordinator: Coordinator::new(cluster.clone()),
@@ -107,11 +109,16 @@ impl Service {
 /// Runs the service until SIGINT or SIGTERM.
 pub fn run(config: &Config) -> Result<(), StartError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(StartError::Signals)?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(StartError::Signals)?;
     let service = Service::start(config)?;
     service.announce();
     if let Some(signal) = signals.forever().next() {
-        let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+        let name = if signal == SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
         eprintln!("{name} received, stopping");
     }
     service.stop();

@@ -9,6 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The content type of the Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
+/// A per-node series: name, type, help text, and how to read it off a node.
+type NodeSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&NodeStatus) -> u64,
+);
+
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
@@ -23,26 +31,54 @@ impl Metrics {
     }
 
     pub fn record_accepted(&self, items: usize) {
-        self.items_accepted.fetch_add(items as u64, Ordering::Relaxed);
+        self.items_accepted
+            .fetch_add(items as u64, Ordering::Relaxed);
     }
 
     pub fn render(&self, nodes: &[NodeStatus]) -> String {
         let mut out = String::new();
-        out.push_str("# HELP dc_http_requests_total HTTP requests answered, by route and status.\n");
+        out.push_str(
+            "# HELP dc_http_requests_total HTTP requests answered, by route and status.\n",
+        );
         out.push_str("# TYPE dc_http_requests_total counter\n");
         for ((route, status), count) in self.requests.lock().iter() {
-            let _ = writeln!(out, "dc_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "dc_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+            );
         }
         out.push_str("# HELP dc_items_accepted_total Items in POST /items batches answered 200.\n");
         out.push_str("# TYPE dc_items_accepted_total counter\n");
         let accepted = self.items_accepted.load(Ordering::Relaxed);
         let _ = writeln!(out, "dc_items_accepted_total {accepted}");
-        let gauges: [(&str, &str, &str, fn(&NodeStatus) -> u64); 5] = [
-            ("dc_node_alive", "gauge", "1 if the node is alive.", |n| u64::from(n.alive)),
-            ("dc_node_master", "gauge", "1 if the node is the master.", |n| u64::from(n.role == "master")),
-            ("dc_node_items", "gauge", "Distinct IDs the node holds.", |n| n.items),
-            ("dc_node_replication_lag_chunks", "gauge", "Chunks queued on the node but not applied yet.", |n| n.lag),
-            ("dc_node_received_items_total", "counter", "Items the node acknowledged directly from the coordinator.", |n| n.received),
+        let gauges: [NodeSeries; 5] = [
+            ("dc_node_alive", "gauge", "1 if the node is alive.", |n| {
+                u64::from(n.alive)
+            }),
+            (
+                "dc_node_master",
+                "gauge",
+                "1 if the node is the master.",
+                |n| u64::from(n.role == "master"),
+            ),
+            (
+                "dc_node_items",
+                "gauge",
+                "Distinct IDs the node holds.",
+                |n| n.items,
+            ),
+            (
+                "dc_node_replication_lag_chunks",
+                "gauge",
+                "Chunks queued on the node but not applied yet.",
+                |n| n.lag,
+            ),
+            (
+                "dc_node_received_items_total",
+                "counter",
+                "Items the node acknowledged directly from the coordinator.",
+                |n| n.received,
+            ),
         ];
         for (name, kind, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

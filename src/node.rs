@@ -379,7 +379,12 @@ fn wait_while_stalled(shared: &Shared) {
     }
 }
 
-fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, generation: u64, closing: &AtomicBool) {
+fn accept_loop(
+    shared: &Arc<Shared>,
+    listener: &TcpListener,
+    generation: u64,
+    closing: &AtomicBool,
+) {
     for stream in listener.incoming() {
         if closing.load(Ordering::SeqCst) {
             return;
@@ -399,7 +404,9 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, generation: u64, cl
         };
         let connection_id = connections.next_id;
         connections.next_id += 1;
-        connections.open.insert(connection_id, (generation, registered));
+        connections
+            .open
+            .insert(connection_id, (generation, registered));
         let thread_shared = shared.clone();
         let spawned = thread::Builder::new()
             .name(format!("node-{}-conn", shared.id))
@@ -437,7 +444,11 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
             return;
         };
         protocol::encode_response(&mut out, &response);
-        if writer.write_all(&out).and_then(|()| writer.flush()).is_err() {
+        if writer
+            .write_all(&out)
+            .and_then(|()| writer.flush())
+            .is_err()
+        {
             return;
         }
     }

@@ -41,14 +41,19 @@ const TAG_PONG: u8 = 131;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Request {
     /// Store these entries (the node's chunk of a batch) and replicate them.
-    Store { id: u64, entries: Vec<Entry> },
+    Store {
+        id: u64,
+        entries: Vec<Entry>,
+    },
     /// Count a tenant once the node has applied `min_applied` queued messages.
     Count {
         id: u64,
         tenant: TenantId,
         min_applied: u64,
     },
-    Ping { id: u64 },
+    Ping {
+        id: u64,
+    },
 }
 
 /// What a node answers.
@@ -79,7 +84,10 @@ impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrameError::Io(e) => write!(f, "i/o error: {e}"),
-            FrameError::TooLarge(n) => write!(f, "frame of {n} bytes is over the {MAX_FRAME_BYTES}-byte limit"),
+            FrameError::TooLarge(n) => write!(
+                f,
+                "frame of {n} bytes is over the {MAX_FRAME_BYTES}-byte limit"
+            ),
             FrameError::Malformed(why) => write!(f, "malformed frame: {why}"),
         }
     }
@@ -206,7 +214,9 @@ impl Request {
             TAG_STORE => {
                 let n = cursor.u32()? as usize;
                 if cursor.0.len() != n.saturating_mul(ENTRY_BYTES) {
-                    return Err(FrameError::Malformed("entry count does not match the frame length"));
+                    return Err(FrameError::Malformed(
+                        "entry count does not match the frame length",
+                    ));
                 }
                 let mut entries = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -277,20 +287,37 @@ mod tests {
         let mut frame = Vec::new();
         encode_store(&mut frame, 9, &entries);
         assert_eq!(frame.len(), 4 + STORE_HEADER_BYTES + 2 * ENTRY_BYTES);
-        assert_eq!(Request::decode(&payload_of(&frame)).unwrap(), Request::Store { id: 9, entries });
+        assert_eq!(
+            Request::decode(&payload_of(&frame)).unwrap(),
+            Request::Store { id: 9, entries }
+        );
 
         encode_count(&mut frame, 10, 3, 77);
         let count = Request::decode(&payload_of(&frame)).unwrap();
-        assert_eq!(count, Request::Count { id: 10, tenant: 3, min_applied: 77 });
+        assert_eq!(
+            count,
+            Request::Count {
+                id: 10,
+                tenant: 3,
+                min_applied: 77
+            }
+        );
 
         encode_ping(&mut frame, 11);
-        assert_eq!(Request::decode(&payload_of(&frame)).unwrap(), Request::Ping { id: 11 });
+        assert_eq!(
+            Request::decode(&payload_of(&frame)).unwrap(),
+            Request::Ping { id: 11 }
+        );
     }
 
     #[test]
     fn responses_round_trip() {
         let mut frame = Vec::new();
-        for response in [Response::Stored { id: 1 }, Response::Counted { id: 2, count: 5 }, Response::Pong { id: 3 }] {
+        for response in [
+            Response::Stored { id: 1 },
+            Response::Counted { id: 2, count: 5 },
+            Response::Pong { id: 3 },
+        ] {
             encode_response(&mut frame, &response);
             assert_eq!(Response::decode(&payload_of(&frame)).unwrap(), response);
         }
@@ -300,16 +327,33 @@ mod tests {
     fn bad_frames_are_errors_not_panics() {
         let mut payload = Vec::new();
         let oversize = ((MAX_FRAME_BYTES + 1) as u32).to_le_bytes();
-        assert!(matches!(read_frame(&mut &oversize[..], &mut payload), Err(FrameError::TooLarge(_))));
+        assert!(matches!(
+            read_frame(&mut &oversize[..], &mut payload),
+            Err(FrameError::TooLarge(_))
+        ));
         let truncated = [10u8, 0, 0, 0, 1, 2];
-        assert!(matches!(read_frame(&mut &truncated[..], &mut payload), Err(FrameError::Io(_))));
+        assert!(matches!(
+            read_frame(&mut &truncated[..], &mut payload),
+            Err(FrameError::Io(_))
+        ));
 
-        for bad in [&[][..], &[1], &[99, 0, 0, 0, 0, 0, 0, 0, 0], &[1, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255]] {
-            assert!(matches!(Request::decode(bad), Err(FrameError::Malformed(_))), "{bad:?}");
+        for bad in [
+            &[][..],
+            &[1],
+            &[99, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[1, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255],
+        ] {
+            assert!(
+                matches!(Request::decode(bad), Err(FrameError::Malformed(_))),
+                "{bad:?}"
+            );
         }
         let mut ping = vec![TAG_PING];
         ping.extend_from_slice(&[0; 8]);
         ping.push(0);
-        assert!(matches!(Request::decode(&ping), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            Request::decode(&ping),
+            Err(FrameError::Malformed(_))
+        ));
     }
 }

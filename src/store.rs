@@ -197,7 +197,12 @@ mod tests {
 
     #[test]
     fn later_versions_win_in_any_order() {
-        let writes = [entry(1, 5, 0), entry(1, 9, 1), entry(1, 7, 2), entry(2, 1, 0)];
+        let writes = [
+            entry(1, 5, 0),
+            entry(1, 9, 1),
+            entry(1, 7, 2),
+            entry(2, 1, 0),
+        ];
         let forward = Store::new();
         forward.apply(&writes);
         let backward = Store::new();
@@ -230,7 +235,9 @@ mod tests {
     #[test]
     fn snapshot_rebuilds_the_same_store() {
         let store = Store::new();
-        let writes: Vec<Entry> = (0..10_000).map(|i| entry(i * 7919, i as u64, (i % 5) as u32)).collect();
+        let writes: Vec<Entry> = (0..10_000)
+            .map(|i| entry(i * 7919, i as u64, (i % 5) as u32))
+            .collect();
         store.apply(&writes);
         let copy = Store::new();
         copy.apply(&store.snapshot());
