@@ -113,7 +113,7 @@ impl Cluster {
             let listener = node::bind(choice, None)?;
             let port = listener.local_addr().map_err(NodeError::Bind)?.port();
             next_port = port.saturating_add(1);
-            let node = Node::start(id, listener, tenants.clone(), peers.clone(), None)?;
+            let node = Node::start(id, listener, tenants.clone(), peers.clone(), &[])?;
             slots.push(Slot {
                 id,
                 node: RwLock::new(Some(Arc::new(node))),
@@ -236,17 +236,18 @@ impl Cluster {
                 why: "is alive",
             });
         }
-        let source = self
-            .master()
-            .map(|(_, node)| node)
-            .or_else(|| self.live().into_iter().next().map(|(_, node)| node));
+        // Copy from the master if it can, else from another live node; a
+        // stalled node cannot catch up, so it comes last.
+        let mut sources: Vec<Arc<Node>> = self.live().into_iter().map(|(_, node)| node).collect();
+        let master = self.master_id();
+        sources.sort_by_key(|node| (node.is_stalled(), Some(node.id) != master));
         let listener = node::bind(self.port_choice(), None).map_err(FaultError::Node)?;
         let node = Node::start(
             id,
             listener,
             self.tenants.clone(),
             self.peers.clone(),
-            source.as_deref(),
+            &sources,
         )
         .map_err(FaultError::Node)?;
         let addr = node.addr();

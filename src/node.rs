@@ -125,7 +125,11 @@ pub enum PortChoice {
 /// Why a node could not start or move.
 #[derive(Debug)]
 pub enum NodeError {
-    NoFreePort { from: u16 },
+    NoFreePort {
+        from: u16,
+    },
+    /// No live node caught up in time to copy its data from.
+    NoCaughtUpSource,
     Bind(io::Error),
     Spawn(io::Error),
 }
@@ -134,6 +138,12 @@ impl fmt::Display for NodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NodeError::NoFreePort { from } => write!(f, "no free port on 127.0.0.1 from {from} up"),
+            NodeError::NoCaughtUpSource => {
+                write!(
+                    f,
+                    "no live node caught up in time to copy the data from; try again"
+                )
+            }
             NodeError::Bind(e) => write!(f, "cannot listen on 127.0.0.1: {e}"),
             NodeError::Spawn(e) => write!(f, "cannot start a node thread: {e}"),
         }
@@ -199,14 +209,14 @@ pub struct Node {
 
 impl Node {
     /// Starts a node: joins the peers (so replication reaches it from now on),
-    /// copies what `source` holds, then listens. `source` is a live node, or
-    /// none for an empty start.
+    /// copies what one of `sources` holds (the first that is caught up in
+    /// time), then listens. No sources: an empty start.
     pub fn start(
         id: usize,
         listener: TcpListener,
         tenants: Arc<Tenants>,
         peers: Arc<Peers>,
-        source: Option<&Node>,
+        sources: &[Arc<Node>],
     ) -> Result<Node, NodeError> {
         let (stop_sender, stop_signal) = bounded(0);
         let (inbox_sender, inbox) = bounded(INBOX_CAPACITY);
@@ -238,21 +248,30 @@ impl Node {
             inbox: inbox_sender,
             progress: node.shared.progress.clone(),
         });
-        if let Some(source) = source {
-            source.copy_into(&node.shared.store);
+        if !sources.is_empty()
+            && !sources
+                .iter()
+                .any(|source| source.copy_into(&node.shared.store))
+        {
+            return Err(NodeError::NoCaughtUpSource);
         }
         node.listen_on(listener)?;
         Ok(node)
     }
 
-    /// Copies everything this node holds into `target`, after applying all
-    /// that was queued on it before the call (see [`Peers`]).
-    fn copy_into(&self, target: &Store) {
+    /// Copies everything this node holds into `target`, once it has applied
+    /// all that was queued on it before the call (see [`Peers`]); false, and
+    /// nothing copied, if it cannot within [`COUNT_WAIT_LIMIT`].
+    fn copy_into(&self, target: &Store) -> bool {
         let queued = self.shared.progress.enqueued();
-        self.shared
-            .progress
-            .wait_applied(queued, COUNT_WAIT_LIMIT, &self.shared.stopped);
-        target.apply(&self.shared.store.snapshot());
+        let caught_up =
+            self.shared
+                .progress
+                .wait_applied(queued, COUNT_WAIT_LIMIT, &self.shared.stopped);
+        if caught_up {
+            target.apply(&self.shared.store.snapshot());
+        }
+        caught_up
     }
 
     fn listen_on(&self, listener: TcpListener) -> Result<(), NodeError> {
