@@ -26,7 +26,8 @@ fmt:
 	$(CARGO) fmt
 
 bench:
-	$(CARGO) run --release --bin bench -- $(ARGS)
+	$(CARGO) build --release --bins
+	./target/release/bench $(ARGS)
 
 clean:
 	$(CARGO) clean
