@@ -56,22 +56,47 @@ fn sibling_binary(name: &str) -> String {
 }
 
 fn run(server_path: &str, plan: &Plan) -> io::Result<()> {
-    println!("distributed-counter benchmark ({} cores)", thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "distributed-counter benchmark ({} cores)",
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
     println!();
     let mut table = Table::default();
 
     // Baseline first, then the service, on the same work.
     let naive = NaiveServer::start()?;
     let baseline = ingest(naive.addr, 8, 1000, plan.fresh_items, 0)?;
-    table.row("naive 1-process server, fresh, batch 1000, 8 clients", &baseline, None);
+    table.row(
+        "naive 1-process server, fresh, batch 1000, 8 clients",
+        &baseline,
+        None,
+    );
 
     let server = Service::start(server_path, 4)?;
     let fresh = ingest(server.addr, 8, 1000, plan.fresh_items, 0)?;
-    table.row("ingest fresh, batch 1000, 8 clients", &fresh, Some(&baseline));
+    table.row(
+        "ingest fresh, batch 1000, 8 clients",
+        &fresh,
+        Some(&baseline),
+    );
+    let replicated = until_replicated(server.addr, &fresh)?;
+    table.row(
+        "  same, until all 4 replicas applied every item",
+        &replicated,
+        Some(&baseline),
+    );
     let again = ingest(server.addr, 8, 1000, plan.fresh_items, 0)?;
-    table.row("ingest re-posting existing IDs, batch 1000", &again, Some(&baseline));
+    table.row(
+        "ingest re-posting existing IDs, batch 1000",
+        &again,
+        Some(&baseline),
+    );
     let small = ingest(server.addr, 8, 100, plan.fresh_items / 10, 1 << 40)?;
-    table.row("ingest fresh, batch 100, 8 clients", &small, Some(&baseline));
+    table.row(
+        "ingest fresh, batch 100, 8 clients",
+        &small,
+        Some(&baseline),
+    );
     let single = ingest(server.addr, 8, 1, plan.fresh_items / 200, 2 << 40)?;
     table.row("ingest fresh, batch 1, 8 clients", &single, Some(&baseline));
     drop(server);
@@ -79,7 +104,11 @@ fn run(server_path: &str, plan: &Plan) -> io::Result<()> {
     let server = Service::start(server_path, 4)?;
     let rss_before = server.rss_bytes();
     let growth = ingest(server.addr, 8, 1000, plan.growth_items, 3 << 40)?;
-    table.row(&format!("ingest while maps grow 0 → {} items", plan.growth_items), &growth, Some(&baseline));
+    table.row(
+        &format!("ingest while maps grow 0 → {} items", plan.growth_items),
+        &growth,
+        Some(&baseline),
+    );
     let rss_after = server.rss_bytes();
     drop(server);
 
@@ -96,19 +125,35 @@ fn run(server_path: &str, plan: &Plan) -> io::Result<()> {
     drop(server);
     table.row("GET count, 1 client, 1k items", &read_small_1, None);
     table.row("GET count, 32 clients, 1k items", &read_small_32, None);
-    table.row(&format!("GET count, 1 client, {} items", plan.read_items), &read_large_1, None);
-    table.row(&format!("GET count, 32 clients, {} items", plan.read_items), &read_large_32, Some(&read_small_32));
+    table.row(
+        &format!("GET count, 1 client, {} items", plan.read_items),
+        &read_large_1,
+        None,
+    );
+    table.row(
+        &format!("GET count, 32 clients, {} items", plan.read_items),
+        &read_large_32,
+        Some(&read_small_32),
+    );
 
     for nodes in [1, 2, 4, 8] {
         let server = Service::start(server_path, nodes)?;
         let result = ingest(server.addr, 8, 1000, plan.fresh_items / 2, 0)?;
-        table.row(&format!("ingest fresh, batch 1000, --nodes {nodes}"), &result, Some(&baseline));
+        table.row(
+            &format!("ingest fresh, batch 1000, --nodes {nodes}"),
+            &result,
+            Some(&baseline),
+        );
     }
 
     match RedisServer::start() {
         Ok(redis) => {
             let result = redis_ingest(redis.addr, 8, 1000, plan.fresh_items / 4)?;
-            table.row("redis + Lua, fresh, batch 1000, 8 clients", &result, Some(&baseline));
+            table.row(
+                "redis + Lua, fresh, batch 1000, 8 clients",
+                &result,
+                Some(&baseline),
+            );
             table.note(format!(
                 "service / redis+Lua ingest: {:.2}x",
                 fresh.per_second() / result.per_second()
@@ -119,7 +164,9 @@ fn run(server_path: &str, plan: &Plan) -> io::Result<()> {
 
     table.print();
     println!();
-    let per_item = |rss: (u64, u64), items: u64, nodes: u64| (rss.1.saturating_sub(rss.0)) as f64 / (items * nodes) as f64;
+    let per_item = |rss: (u64, u64), items: u64, nodes: u64| {
+        (rss.1.saturating_sub(rss.0)) as f64 / (items * nodes) as f64
+    };
     println!(
         "memory: RSS growth {:.1} bytes per item per replica ({} items, 4 replicas; {:.0} MB → {:.0} MB)",
         per_item((rss_small, rss_large), plan.read_items, 4),
@@ -172,8 +219,14 @@ struct Table {
 
 impl Table {
     fn row(&mut self, name: &str, outcome: &Outcome, baseline: Option<&Outcome>) {
-        let ratio = baseline.map_or(String::new(), |b| format!("{:.2}x", outcome.per_second() / b.per_second()));
-        let errors = if outcome.errors > 0 { format!("  ({} errors)", outcome.errors) } else { String::new() };
+        let ratio = baseline.map_or(String::new(), |b| {
+            format!("{:.2}x", outcome.per_second() / b.per_second())
+        });
+        let errors = if outcome.errors > 0 {
+            format!("  ({} errors)", outcome.errors)
+        } else {
+            String::new()
+        };
         let row = format!(
             "| {name:<52} | {:>12.0} {:<7} | {:>8.2} | {:>8.2} | {:>8.2} | {ratio:>7} |{errors}",
             outcome.per_second(),
@@ -192,8 +245,19 @@ impl Table {
 
     fn print(&self) {
         println!();
-        println!("| {:<52} | {:>20} | {:>8} | {:>8} | {:>8} | {:>7} |", "measurement", "rate", "p50 ms", "p99 ms", "max ms", "ratio");
-        println!("|{}|{}|{}|{}|{}|{}|", "-".repeat(54), "-".repeat(22), "-".repeat(10), "-".repeat(10), "-".repeat(10), "-".repeat(9));
+        println!(
+            "| {:<52} | {:>20} | {:>8} | {:>8} | {:>8} | {:>7} |",
+            "measurement", "rate", "p50 ms", "p99 ms", "max ms", "ratio"
+        );
+        println!(
+            "|{}|{}|{}|{}|{}|{}|",
+            "-".repeat(54),
+            "-".repeat(22),
+            "-".repeat(10),
+            "-".repeat(10),
+            "-".repeat(10),
+            "-".repeat(9)
+        );
         for row in &self.rows {
             println!("{row}");
         }
@@ -216,16 +280,33 @@ struct Service {
 impl Service {
     fn start(path: &str, nodes: usize) -> io::Result<Service> {
         let mut child = Command::new(path)
-            .args(["--listen", "127.0.0.1:0", "--node-port", "0", "--nodes", &nodes.to_string()])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--node-port",
+                "0",
+                "--nodes",
+                &nodes.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {path}: {e} (run `cargo build --release`)")))?;
-        let stderr = child.stderr.take().ok_or_else(|| io::Error::other("no stderr"))?;
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot start {path}: {e} (run `cargo build --release`)"),
+                )
+            })?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| io::Error::other("no stderr"))?;
         let mut lines = BufReader::new(stderr).lines();
         let addr = loop {
-            let line = lines.next().ok_or_else(|| io::Error::other("server exited"))??;
+            let line = lines
+                .next()
+                .ok_or_else(|| io::Error::other("server exited"))??;
             if let Some(addr) = line.strip_prefix("listening on http://") {
                 break addr.parse().map_err(io::Error::other)?;
             }
@@ -235,7 +316,8 @@ impl Service {
     }
 
     fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|line| line.strip_prefix("VmRSS:"))
@@ -269,15 +351,40 @@ impl Http {
         })
     }
 
+    /// GETs a path and returns the body as text.
+    fn get_body(&mut self, path: &str) -> io::Result<String> {
+        let mut body = Vec::new();
+        self.request("GET", path, b"", &mut body)?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
     /// Sends a request and returns the status (the body is read and dropped).
     fn call(&mut self, method: &str, path: &str, body: &[u8]) -> io::Result<u16> {
+        self.request(method, path, body, &mut io::sink())
+    }
+
+    fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        answer: &mut impl Write,
+    ) -> io::Result<u16> {
         self.head.clear();
-        write!(self.head, "{method} {path} HTTP/1.1\r\nHost: b\r\nContent-Length: {}\r\n\r\n", body.len())?;
+        write!(
+            self.head,
+            "{method} {path} HTTP/1.1\r\nHost: b\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )?;
         self.writer.write_all(&self.head)?;
         self.writer.write_all(body)?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
-        let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let mut length = 0usize;
         loop {
             line.clear();
@@ -291,7 +398,7 @@ impl Http {
                 }
             }
         }
-        io::copy(&mut (&mut self.reader).take(length as u64), &mut io::sink())?;
+        io::copy(&mut (&mut self.reader).take(length as u64), answer)?;
         Ok(status)
     }
 }
@@ -299,7 +406,13 @@ impl Http {
 /// `clients` keep-alive clients post `total` items in batches of `batch`,
 /// IDs counting up from `first_id` (fresh on a new server; the same IDs
 /// again on a second call with the same `first_id`).
-fn ingest(addr: SocketAddr, clients: u64, batch: u64, total: u64, first_id: i64) -> io::Result<Outcome> {
+fn ingest(
+    addr: SocketAddr,
+    clients: u64,
+    batch: u64,
+    total: u64,
+    first_id: i64,
+) -> io::Result<Outcome> {
     let batches = (total / batch).max(clients);
     let next_batch = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -347,7 +460,9 @@ fn collect(
     let mut latencies = Vec::new();
     let mut errors = 0;
     for handle in handles {
-        let (mine, failed) = handle.join().map_err(|_| io::Error::other("client panicked"))??;
+        let (mine, failed) = handle
+            .join()
+            .map_err(|_| io::Error::other("client panicked"))??;
         latencies.extend(mine);
         errors += failed;
     }
@@ -359,6 +474,32 @@ fn collect(
         elapsed,
         latencies,
         errors,
+    })
+}
+
+/// The same work, timed until every node has applied every queued chunk
+/// (acknowledgements come before background replication finishes).
+fn until_replicated(addr: SocketAddr, acked: &Outcome) -> io::Result<Outcome> {
+    let started = Instant::now();
+    let mut http = Http::connect(addr)?;
+    loop {
+        let metrics = http.get_body("/metrics")?;
+        let lag: u64 = metrics
+            .lines()
+            .filter(|line| line.starts_with("dc_node_replication_lag_chunks{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if lag == 0 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    Ok(Outcome {
+        units: acked.units,
+        unit: acked.unit,
+        elapsed: acked.elapsed + started.elapsed(),
+        latencies: Vec::new(),
+        errors: 0,
     })
 }
 
@@ -376,7 +517,12 @@ fn reads(addr: SocketAddr, clients: u64, duration: Duration) -> io::Result<Outco
                 let mut path = String::new();
                 while started.elapsed() < duration {
                     path.clear();
-                    write!(path, "/items/tenant-{}/count", (client + latencies.len() as u64) % 100).map_err(io::Error::other)?;
+                    write!(
+                        path,
+                        "/items/tenant-{}/count",
+                        (client + latencies.len() as u64) % 100
+                    )
+                    .map_err(io::Error::other)?;
                     let sent = Instant::now();
                     if http.call("GET", &path, b"")? != 200 {
                         errors += 1;
@@ -410,7 +556,8 @@ impl NaiveServer {
     fn start() -> io::Result<NaiveServer> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let server = Arc::new(tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?);
+        let server =
+            Arc::new(tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?);
         type Maps = [HashMap<i64, String>; 4];
         let maps: Arc<parking_lot::Mutex<Maps>> = Arc::default();
         for _ in 0..8 {
@@ -431,7 +578,10 @@ impl NaiveServer {
                         }
                         Err(_) => 400,
                     };
-                    let _ = request.respond(tiny_http::Response::from_string("{\"status\":\"OK\"}").with_status_code(status));
+                    let _ = request.respond(
+                        tiny_http::Response::from_string("{\"status\":\"OK\"}")
+                            .with_status_code(status),
+                    );
                 }
             });
         }
@@ -449,7 +599,16 @@ impl RedisServer {
     fn start() -> io::Result<RedisServer> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
