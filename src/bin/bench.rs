@@ -188,6 +188,9 @@ fn run(server_path: &str, plan: &Plan) -> io::Result<()> {
     Ok(())
 }
 
+/// What one load-generating client thread returns: latencies and errors.
+type ClientResult = io::Result<(Vec<Duration>, u64)>;
+
 /// Throughput and latencies of one measurement.
 struct Outcome {
     units: u64,
@@ -392,10 +395,11 @@ impl Http {
             if line.trim_end().is_empty() {
                 break;
             }
-            if let Some((key, value)) = line.split_once(':') {
-                if key.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
+            if let Some((_, value)) = line
+                .split_once(':')
+                .filter(|(key, _)| key.eq_ignore_ascii_case("content-length"))
+            {
+                length = value.trim().parse().unwrap_or(0);
             }
         }
         io::copy(&mut (&mut self.reader).take(length as u64), answer)?;
@@ -419,7 +423,7 @@ fn ingest(
     let handles: Vec<_> = (0..clients)
         .map(|_| {
             let next_batch = next_batch.clone();
-            thread::spawn(move || -> io::Result<(Vec<Duration>, u64)> {
+            thread::spawn(move || -> ClientResult {
                 let mut http = Http::connect(addr)?;
                 let mut body = Vec::with_capacity(batch as usize * 40);
                 let mut latencies = Vec::new();
@@ -452,7 +456,7 @@ fn ingest(
 }
 
 fn collect(
-    handles: Vec<thread::JoinHandle<io::Result<(Vec<Duration>, u64)>>>,
+    handles: Vec<thread::JoinHandle<ClientResult>>,
     started: Instant,
     units: u64,
     unit: &'static str,
@@ -510,7 +514,7 @@ fn reads(addr: SocketAddr, clients: u64, duration: Duration) -> io::Result<Outco
     let handles: Vec<_> = (0..clients)
         .map(|client| {
             let done = done.clone();
-            thread::spawn(move || -> io::Result<(Vec<Duration>, u64)> {
+            thread::spawn(move || -> ClientResult {
                 let mut http = Http::connect(addr)?;
                 let mut latencies = Vec::new();
                 let mut errors = 0;
@@ -660,7 +664,7 @@ fn redis_ingest(addr: SocketAddr, clients: u64, batch: u64, total: u64) -> io::R
     let handles: Vec<_> = (0..clients)
         .map(|_| {
             let next_batch = next_batch.clone();
-            thread::spawn(move || -> io::Result<(Vec<Duration>, u64)> {
+            thread::spawn(move || -> ClientResult {
                 let stream = TcpStream::connect(addr)?;
                 stream.set_nodelay(true)?;
                 let mut writer = stream.try_clone()?;
