@@ -6,8 +6,10 @@
 //! another port is found there without any manual step.
 
 use crate::client::Pool;
-use crate::node::{self, Node, NodeError, Peers, PortChoice};
+use crate::node::{self, Node, NodeError, Peers, PortChoice, Seed};
+use crate::store::Entry;
 use crate::tenants::Tenants;
+use crate::wal::{Wal, WalError};
 use parking_lot::{Mutex, RwLock};
 use std::fmt;
 use std::net::SocketAddr;
@@ -68,8 +70,13 @@ pub struct NodeStatus {
 #[derive(Debug)]
 pub enum FaultError {
     UnknownNode(usize),
-    WrongState { id: usize, why: &'static str },
+    WrongState {
+        id: usize,
+        why: &'static str,
+    },
     Node(NodeError),
+    /// Restarting from the data dir failed.
+    Disk(WalError),
 }
 
 impl fmt::Display for FaultError {
@@ -78,6 +85,7 @@ impl fmt::Display for FaultError {
             FaultError::UnknownNode(id) => write!(f, "no node {id}"),
             FaultError::WrongState { id, why } => write!(f, "node {id} {why}"),
             FaultError::Node(e) => write!(f, "{e}"),
+            FaultError::Disk(e) => write!(f, "cannot recover from the data dir: {e}"),
         }
     }
 }
@@ -90,16 +98,23 @@ pub struct Cluster {
     tenants: Arc<Tenants>,
     peers: Arc<Peers>,
     node_port: u16,
+    /// The log, in durable mode: a node restarted with no live node to copy
+    /// from recovers from it.
+    wal: Option<Arc<Wal>>,
     /// One fault operation at a time.
     changes: Mutex<()>,
 }
 
 impl Cluster {
     /// Starts `count` nodes on ports from `node_port` (0: any), node 0 master.
+    /// Starts `count` nodes on ports from `node_port` (0: any), each holding
+    /// `initial`; node 0 is master.
     pub fn start(
         count: usize,
         node_port: u16,
         tenants: Arc<Tenants>,
+        initial: &[Entry],
+        wal: Option<Arc<Wal>>,
     ) -> Result<Cluster, NodeError> {
         let peers = Arc::new(Peers::default());
         let mut slots = Vec::with_capacity(count);
@@ -113,7 +128,13 @@ impl Cluster {
             let listener = node::bind(choice, None)?;
             let port = listener.local_addr().map_err(NodeError::Bind)?.port();
             next_port = port.saturating_add(1);
-            let node = Node::start(id, listener, tenants.clone(), peers.clone(), &[])?;
+            let node = Node::start(
+                id,
+                listener,
+                tenants.clone(),
+                peers.clone(),
+                Seed::Entries(initial),
+            )?;
             slots.push(Slot {
                 id,
                 node: RwLock::new(Some(Arc::new(node))),
@@ -128,6 +149,7 @@ impl Cluster {
             tenants,
             peers,
             node_port,
+            wal,
             changes: Mutex::new(()),
         })
     }
@@ -241,15 +263,18 @@ impl Cluster {
         let mut sources: Vec<Arc<Node>> = self.live().into_iter().map(|(_, node)| node).collect();
         let master = self.master_id();
         sources.sort_by_key(|node| (node.is_stalled(), Some(node.id) != master));
+        let recovered = match (&self.wal, sources.is_empty()) {
+            (Some(wal), true) => Some(wal.load(&self.tenants).map_err(FaultError::Disk)?),
+            _ => None,
+        };
+        let seed = match &recovered {
+            Some(entries) => Seed::Entries(entries),
+            None if sources.is_empty() => Seed::Empty,
+            None => Seed::CopyFrom(&sources),
+        };
         let listener = node::bind(self.port_choice(), None).map_err(FaultError::Node)?;
-        let node = Node::start(
-            id,
-            listener,
-            self.tenants.clone(),
-            self.peers.clone(),
-            &sources,
-        )
-        .map_err(FaultError::Node)?;
+        let node = Node::start(id, listener, self.tenants.clone(), self.peers.clone(), seed)
+            .map_err(FaultError::Node)?;
         let addr = node.addr();
         *slot.node.write() = Some(Arc::new(node));
         slot.mark_answering();

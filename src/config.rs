@@ -1,5 +1,6 @@
 //! Command-line flags (and their `DC_*` environment variables) into a [`Config`].
 
+use crate::wal::FsyncPolicy;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +19,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub fault_injection: bool,
     pub data_dir: Option<PathBuf>,
+    /// When the log is synced to disk (with `--data-dir`).
+    pub fsync: FsyncPolicy,
 }
 
 impl Default for Config {
@@ -29,6 +32,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024 * 1024,
             fault_injection: false,
             data_dir: None,
+            fsync: FsyncPolicy::Always,
         }
     }
 }
@@ -36,6 +40,7 @@ impl Default for Config {
 pub const USAGE: &str = "\
 usage: distributed-counter [--listen ADDR] [--nodes N] [--node-port PORT]
                            [--max-body-bytes BYTES] [--fault-injection] [--data-dir DIR]
+                           [--fsync always|never]
 
   --listen ADDR           address of the HTTP API (default 127.0.0.1:8085; port 0 picks a free one)
   --nodes N               number of node threads, 1 to 64 (default 4)
@@ -44,10 +49,14 @@ usage: distributed-counter [--listen ADDR] [--nodes N] [--node-port PORT]
   --max-body-bytes BYTES  larger POST bodies get 413 (default 67108864)
   --fault-injection       enable the /nodes/{id}/... fault endpoints
   --data-dir DIR          keep the data in DIR so it survives a restart (default: memory only)
+  --fsync always|never    with --data-dir: sync the log before answering a POST (always,
+                          the default: survives power loss) or leave it to the OS (never:
+                          survives a crash of the process, not of the machine)
   --help                  print this and exit
 
 Each flag can also be set with an environment variable: DC_LISTEN, DC_NODES,
-DC_NODE_PORT, DC_MAX_BODY_BYTES, DC_FAULT_INJECTION (1 or true), DC_DATA_DIR.
+DC_NODE_PORT, DC_MAX_BODY_BYTES, DC_FAULT_INJECTION (1 or true), DC_DATA_DIR,
+DC_FSYNC.
 A flag on the command line wins over its variable.
 ";
 
@@ -103,12 +112,13 @@ impl ConfigError {
 }
 
 /// The flags that take a value, with their environment variables.
-const VALUE_FLAGS: [(&str, &str); 5] = [
+const VALUE_FLAGS: [(&str, &str); 6] = [
     ("--listen", "DC_LISTEN"),
     ("--nodes", "DC_NODES"),
     ("--node-port", "DC_NODE_PORT"),
     ("--max-body-bytes", "DC_MAX_BODY_BYTES"),
     ("--data-dir", "DC_DATA_DIR"),
+    ("--fsync", "DC_FSYNC"),
 ];
 
 /// Parses `args` (without the program name), reading `env` for flags not given.
@@ -180,6 +190,13 @@ fn apply_value(config: &mut Config, flag: &'static str, value: String) -> Result
         }
         "--data-dir" if value.is_empty() => return Err(bad("a directory path")),
         "--data-dir" => config.data_dir = Some(PathBuf::from(value)),
+        "--fsync" => {
+            config.fsync = match value.as_str() {
+                "always" => FsyncPolicy::Always,
+                "never" => FsyncPolicy::Never,
+                _ => return Err(bad("always or never")),
+            }
+        }
         _ => return Err(ConfigError::UnknownFlag(flag.to_string())),
     }
     Ok(())
@@ -232,6 +249,8 @@ mod tests {
                 "--fault-injection",
                 "--data-dir",
                 "/tmp/x",
+                "--fsync",
+                "never",
             ]),
             no_env,
         );
@@ -242,6 +261,7 @@ mod tests {
             max_body_bytes: 10,
             fault_injection: true,
             data_dir: Some("/tmp/x".into()),
+            fsync: FsyncPolicy::Never,
         };
         assert_eq!(parsed, Ok(Command::Run(expected)));
     }

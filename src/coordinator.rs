@@ -79,10 +79,12 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    pub fn new(cluster: Arc<Cluster>) -> Self {
+    /// A coordinator whose first batch gets versions after `last_version`
+    /// (the highest version recovered from disk, or 0).
+    pub fn new(cluster: Arc<Cluster>, last_version: u64) -> Self {
         Coordinator {
             cluster,
-            next_version: AtomicU64::new(1),
+            next_version: AtomicU64::new(last_version + 1),
             next_request: AtomicU64::new(1),
         }
     }

@@ -5,6 +5,8 @@ use crate::batch;
 use crate::cluster::FaultError;
 use crate::coordinator::Coordinator;
 use crate::metrics::{self, Metrics};
+use crate::store::Entry;
+use crate::wal::{Pending, Wal, WalError, record};
 use serde::Serialize;
 use std::fmt;
 use std::io::{self, Cursor, Read};
@@ -26,6 +28,8 @@ pub const MAX_CLIENT_CONNECTIONS: usize = 1024;
 /// What the request handlers need.
 pub struct Api {
     pub coordinator: Coordinator,
+    /// The log, in durable mode.
+    pub wal: Option<Arc<Wal>>,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
     pub fault_injection: bool,
@@ -263,8 +267,18 @@ fn post_items(api: &Api, request: &mut Request, buffers: &mut Buffers) -> Answer
         Ok(items) => items,
         Err(e) => return Answer::ko(400, e),
     };
+    if api.coordinator.cluster().live().is_empty() {
+        return Answer::ko(503, "no node is alive to take the items");
+    }
     let entries = api.coordinator.order(&items);
-    match api.coordinator.store(&entries, &mut buffers.frame) {
+    // The log write and the nodes' stores run at the same time; the POST
+    // answers 200 only when both are done.
+    let logged = api.wal.as_ref().map(|wal| log_batch(api, wal, &entries));
+    let stored = api.coordinator.store(&entries, &mut buffers.frame);
+    if let Some(Err(e)) = logged.map(|pending| pending.and_then(Pending::wait)) {
+        return Answer::ko(503, format!("cannot write the log: {e}"));
+    }
+    match stored {
         Ok(()) => {
             api.metrics.record_accepted(entries.len());
             Answer::json(
@@ -277,6 +291,15 @@ fn post_items(api: &Api, request: &mut Request, buffers: &mut Buffers) -> Answer
         }
         Err(e) => Answer::ko(503, e),
     }
+}
+
+fn log_batch(api: &Api, wal: &Wal, entries: &[Entry]) -> Result<Pending, WalError> {
+    let tenants = api.coordinator.cluster().tenants();
+    let mut bytes = Vec::with_capacity(64 + entries.len() * 20);
+    record::encode_batch(&mut bytes, entries, |tenant| {
+        tenants.name(tenant).unwrap_or_default()
+    });
+    wal.append(bytes)
 }
 
 fn too_large(limit: usize) -> Answer {
@@ -326,7 +349,8 @@ fn health(api: &Api) -> Answer {
 }
 
 fn metrics_answer(api: &Api) -> Answer {
-    let text = api.metrics.render(&api.coordinator.cluster().status());
+    let wal = api.wal.as_deref().map(Wal::stats);
+    let text = api.metrics.render(&api.coordinator.cluster().status(), wal);
     Answer {
         status: 200,
         body: text.into_bytes(),
@@ -365,7 +389,7 @@ fn fault(api: &Api, id: &str, action: &str, query: &str) -> Answer {
         Ok(()) => Answer::ok(),
         Err(e @ FaultError::UnknownNode(_)) => Answer::ko(404, e),
         Err(e @ FaultError::WrongState { .. }) => Answer::ko(409, e),
-        Err(e @ FaultError::Node(_)) => Answer::ko(503, e),
+        Err(e @ (FaultError::Node(_) | FaultError::Disk(_))) => Answer::ko(503, e),
     }
 }
 

@@ -13,6 +13,7 @@
 //!   protocol     the framed binary protocol between coordinator and nodes
 //!   store        a node's sharded map with per-tenant counts
 //!   tenants      tenant names interned to u32
+//!   wal          durable mode: write-ahead log, group commit, snapshots
 //! ```
 
 pub mod batch;
@@ -26,6 +27,7 @@ pub mod node;
 pub mod protocol;
 pub mod store;
 pub mod tenants;
+pub mod wal;
 
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -34,6 +36,7 @@ use crate::http::{Api, HttpServer};
 use crate::metrics::Metrics;
 use crate::node::NodeError;
 use crate::tenants::Tenants;
+use crate::wal::{Wal, WalError};
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -45,6 +48,7 @@ pub enum StartError {
     /// The HTTP address cannot be bound (taken, not local, no permission).
     Listen(SocketAddr, io::Error),
     Nodes(NodeError),
+    Disk(WalError),
     Http(io::Error),
     Signals(io::Error),
 }
@@ -54,6 +58,7 @@ impl fmt::Display for StartError {
         match self {
             StartError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::Nodes(e) => write!(f, "cannot start the nodes: {e}"),
+            StartError::Disk(e) => write!(f, "cannot use the data dir: {e}"),
             StartError::Http(e) => write!(f, "cannot start the HTTP server: {e}"),
             StartError::Signals(e) => write!(f, "cannot handle signals: {e}"),
         }
@@ -73,11 +78,31 @@ impl Service {
         let listener =
             TcpListener::bind(config.listen).map_err(|e| StartError::Listen(config.listen, e))?;
         let tenants = Arc::new(Tenants::new());
-        let cluster =
-            Cluster::start(config.nodes, config.node_port, tenants).map_err(StartError::Nodes)?;
+        let (wal, initial, last_version) = match &config.data_dir {
+            Some(dir) => {
+                let (wal, recovered) =
+                    Wal::open(dir, config.fsync, &tenants).map_err(StartError::Disk)?;
+                (
+                    Some(Arc::new(wal)),
+                    recovered.entries,
+                    recovered.max_version,
+                )
+            }
+            None => (None, Vec::new(), 0),
+        };
+        let cluster = Cluster::start(
+            config.nodes,
+            config.node_port,
+            tenants,
+            &initial,
+            wal.clone(),
+        )
+        .map_err(StartError::Nodes)?;
+        drop(initial);
         let cluster = Arc::new(cluster);
         let api = Arc::new(Api {
-            coordinator: Coordinator::new(cluster.clone()),
+            coordinator: Coordinator::new(cluster.clone(), last_version),
+            wal,
             metrics: Metrics::default(),
             max_body_bytes: config.max_body_bytes,
             fault_injection: config.fault_injection,

@@ -1,6 +1,7 @@
 //! Counters for `GET /metrics`, written in the Prometheus text format by hand.
 
 use crate::cluster::NodeStatus;
+use crate::wal::WalStats;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -35,7 +36,7 @@ impl Metrics {
             .fetch_add(items as u64, Ordering::Relaxed);
     }
 
-    pub fn render(&self, nodes: &[NodeStatus]) -> String {
+    pub fn render(&self, nodes: &[NodeStatus], wal: Option<&WalStats>) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP dc_http_requests_total HTTP requests answered, by route and status.\n",
@@ -86,6 +87,58 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{node=\"{}\"}} {}", node.id, value(node));
             }
         }
+        if let Some(wal) = wal {
+            render_wal(&mut out, wal);
+        }
         out
+    }
+}
+
+fn render_wal(out: &mut String, wal: &WalStats) {
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let seconds = |nanos: u64| nanos as f64 / 1e9;
+    let series: [(&str, &str, &str, String); 6] = [
+        (
+            "dc_wal_fsync_seconds_sum",
+            "counter",
+            "Time spent in fsync of the log.",
+            seconds(load(&wal.fsync_nanos)).to_string(),
+        ),
+        (
+            "dc_wal_fsync_seconds_count",
+            "counter",
+            "Fsyncs of the log (one per group of POSTs).",
+            load(&wal.fsyncs).to_string(),
+        ),
+        (
+            "dc_wal_fsync_seconds_max",
+            "gauge",
+            "Longest fsync of the log since start.",
+            seconds(load(&wal.fsync_max_nanos)).to_string(),
+        ),
+        (
+            "dc_wal_log_bytes",
+            "gauge",
+            "Bytes of log not yet folded into the snapshot.",
+            load(&wal.log_bytes).to_string(),
+        ),
+        (
+            "dc_wal_snapshot_bytes",
+            "gauge",
+            "Bytes of the latest snapshot.",
+            load(&wal.snapshot_bytes).to_string(),
+        ),
+        (
+            "dc_wal_compactions_total",
+            "counter",
+            "Snapshots written by compaction.",
+            load(&wal.compactions).to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     }
 }

@@ -198,6 +198,15 @@ struct Listening {
     accept_thread: JoinHandle<()>,
 }
 
+/// What a starting node begins with.
+pub enum Seed<'a> {
+    Empty,
+    /// Items recovered from the data dir.
+    Entries(&'a [Entry]),
+    /// A copy of the first of these live nodes that catches up in time.
+    CopyFrom(&'a [Arc<Node>]),
+}
+
 /// One incarnation of a node, from start (or restart) to crash.
 pub struct Node {
     pub id: usize,
@@ -209,14 +218,13 @@ pub struct Node {
 
 impl Node {
     /// Starts a node: joins the peers (so replication reaches it from now on),
-    /// copies what one of `sources` holds (the first that is caught up in
-    /// time), then listens. No sources: an empty start.
+    /// takes in its seed, then listens.
     pub fn start(
         id: usize,
         listener: TcpListener,
         tenants: Arc<Tenants>,
         peers: Arc<Peers>,
-        sources: &[Arc<Node>],
+        seed: Seed<'_>,
     ) -> Result<Node, NodeError> {
         let (stop_sender, stop_signal) = bounded(0);
         let (inbox_sender, inbox) = bounded(INBOX_CAPACITY);
@@ -248,12 +256,17 @@ impl Node {
             inbox: inbox_sender,
             progress: node.shared.progress.clone(),
         });
-        if !sources.is_empty()
-            && !sources
-                .iter()
-                .any(|source| source.copy_into(&node.shared.store))
-        {
-            return Err(NodeError::NoCaughtUpSource);
+        match seed {
+            Seed::Empty => {}
+            Seed::Entries(entries) => node.shared.store.apply(entries),
+            Seed::CopyFrom(sources) => {
+                if !sources
+                    .iter()
+                    .any(|source| source.copy_into(&node.shared.store))
+                {
+                    return Err(NodeError::NoCaughtUpSource);
+                }
+            }
         }
         node.listen_on(listener)?;
         Ok(node)

@@ -116,6 +116,12 @@ impl Server {
         self.child.id()
     }
 
+    /// `kill -9`: the process dies at once, wherever it is.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL is delivered");
+        self.child.wait().expect("the process is reaped");
+    }
+
     /// Sends a signal (by name, e.g. "INT") and waits for the exit.
     pub fn signal_and_wait(mut self, signal: &str) -> ExitStatus {
         let status = Command::new("kill")
@@ -294,4 +300,57 @@ pub fn items<'a>(pairs: impl IntoIterator<Item = (i64, &'a str)>) -> Value {
             .map(|(id, tenant)| serde_json::json!({"ID": id, "tenant": tenant}))
             .collect(),
     )
+}
+
+/// A fresh directory under the system temp dir, removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("dc-test-{}-{name}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create the temp dir");
+        TempDir(path)
+    }
+
+    pub fn arg(&self) -> &str {
+        self.0.to_str().expect("temp paths are UTF-8")
+    }
+
+    /// Total bytes of the files in the directory.
+    pub fn bytes(&self) -> u64 {
+        std::fs::read_dir(&self.0)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// The newest log segment.
+    pub fn newest_segment(&self) -> std::path::PathBuf {
+        let mut segments: Vec<_> = std::fs::read_dir(&self.0)
+            .expect("read the dir")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("wal-"))
+            })
+            .collect();
+        segments.sort();
+        segments.pop().expect("a log segment exists")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
