@@ -146,6 +146,8 @@ fn run(server_path: &str, plan: &Plan) -> io::Result<()> {
         );
     }
 
+    let durable = durable_section(server_path, plan, &mut table, &baseline)?;
+
     match RedisServer::start() {
         Ok(redis) => {
             let result = redis_ingest(redis.addr, 8, 1000, plan.fresh_items / 4)?;
@@ -179,6 +181,7 @@ fn run(server_path: &str, plan: &Plan) -> io::Result<()> {
         per_item((rss_before, rss_after), plan.growth_items, 4),
         plan.growth_items
     );
+    println!("{durable}");
     println!(
         "ratios: ingest {:.2}x the naive server; GET at {} items is {:.0}% of the rate at 1k",
         fresh.per_second() / baseline.per_second(),
@@ -274,6 +277,50 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Durable mode: ingest with the log synced per group, then the time a
+/// restart takes to recover `read_items` items after `kill -9`.
+fn durable_section(
+    server_path: &str,
+    plan: &Plan,
+    table: &mut Table,
+    baseline: &Outcome,
+) -> io::Result<String> {
+    let dir = std::env::temp_dir().join(format!("dc-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let durable_args = ["--data-dir", dir_arg.as_str()];
+    let server = Service::start_with(server_path, 4, &durable_args)?;
+    let ingested = ingest(server.addr, 8, 1000, plan.read_items, 0)?;
+    table.row(
+        "durable (--fsync always), fresh, batch 1000",
+        &ingested,
+        Some(baseline),
+    );
+    let overwritten = ingest(server.addr, 8, 1000, plan.read_items, 0)?;
+    table.row(
+        "durable, re-posting existing IDs, batch 1000",
+        &overwritten,
+        Some(baseline),
+    );
+    drop(server); // kill -9
+    let disk: u64 = std::fs::read_dir(&dir)?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let started = Instant::now();
+    let server = Service::start_with(server_path, 4, &durable_args)?;
+    let restart = started.elapsed();
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(format!(
+        "durable: restart after kill -9 with {} items took {:.2} s; data dir {:.1} bytes per live item",
+        plan.read_items,
+        restart.as_secs_f64(),
+        disk as f64 / plan.read_items as f64
+    ))
+}
+
 /// The service under test, started on free ports; killed when dropped.
 struct Service {
     child: Child,
@@ -282,6 +329,12 @@ struct Service {
 
 impl Service {
     fn start(path: &str, nodes: usize) -> io::Result<Service> {
+        Self::start_with(path, nodes, &[])
+    }
+
+    /// Starts it and returns once it prints its address (it serves then).
+    fn start_with(path: &str, nodes: usize, extra: &[&str]) -> io::Result<Service> {
+        let nodes = nodes.to_string();
         let mut child = Command::new(path)
             .args([
                 "--listen",
@@ -289,8 +342,9 @@ impl Service {
                 "--node-port",
                 "0",
                 "--nodes",
-                &nodes.to_string(),
+                &nodes,
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
