@@ -13,9 +13,9 @@ use std::collections::hash_map::Entry as MapEntry;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Shards per store; a power of two. Each rehash touches 1/SHARDS of the items.
+/// Shards per store (at most 256: a shard number is a u8). Each rehash
+/// touches about 1/SHARDS of the items.
 pub const SHARDS: usize = 64;
-const SHARD_BITS: u32 = SHARDS.trailing_zeros();
 
 /// One write of one item, as the coordinator ordered it: a higher version wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,10 +73,35 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The shard of an ID: Fibonacci hashing, independent of the map's own hash
-/// (which the table uses for bucket and control bits).
+/// Shard `i` takes a share of the IDs proportional to `SHARDS + i`, so the
+/// largest shard holds about twice as many items as the smallest. Shards of
+/// one store therefore cross their growth thresholds (tables double) at
+/// different sizes; with equal shares every shard of a uniformly filled store
+/// would rehash at the same moment, and the writes of that moment would wait
+/// for all of them.
+const SHARE_UNITS: usize = SHARDS * SHARDS + SHARDS * (SHARDS - 1) / 2;
+
+/// Which shard each share unit belongs to.
+static SHARD_OF_UNIT: [u8; SHARE_UNITS] = {
+    let mut table = [0u8; SHARE_UNITS];
+    let (mut shard, mut unit) = (0, 0);
+    while shard < SHARDS {
+        let mut taken = 0;
+        while taken < SHARDS + shard {
+            table[unit] = shard as u8;
+            unit += 1;
+            taken += 1;
+        }
+        shard += 1;
+    }
+    table
+};
+
+/// The shard of an ID: Fibonacci hashing (independent of the map's own
+/// hash), reduced to a share unit by multiply-shift.
 fn shard_of(id: i64) -> usize {
-    ((id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SHARD_BITS)) as usize
+    let hash = (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    SHARD_OF_UNIT[((hash * SHARE_UNITS as u64) >> 32) as usize] as usize
 }
 
 type Shard = HashMap<Key, Slot, BuildHasherDefault<IdHasher>>;
@@ -245,6 +270,20 @@ mod tests {
         for tenant in 0..5 {
             assert_eq!(copy.count(tenant), 2_000);
         }
+    }
+
+    #[test]
+    fn shards_hold_unequal_shares_so_they_grow_at_different_sizes() {
+        let mut sizes = [0usize; SHARDS];
+        for id in 0..1_000_000 {
+            sizes[shard_of(id)] += 1;
+        }
+        let (smallest, largest) = (sizes[0] as f64, sizes[SHARDS - 1] as f64);
+        assert!((1.8..2.2).contains(&(largest / smallest)), "{sizes:?}");
+        assert!(
+            sizes.windows(2).filter(|w| w[0] < w[1]).count() > SHARDS * 3 / 4,
+            "{sizes:?}"
+        );
     }
 
     #[test]
