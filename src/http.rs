@@ -93,6 +93,7 @@ fn serve(server: &Server, api: &Api) {
         // 500 when the request is dropped, and the worker goes on.
         let handled = panic::catch_unwind(AssertUnwindSafe(|| handle(api, request, &mut buffers)));
         if handled.is_err() {
+            eprintln!("error: a request handler panicked; the client got 500, the worker goes on");
             buffers = Buffers::default();
         }
     }
@@ -296,9 +297,13 @@ fn post_items(api: &Api, request: &mut Request, buffers: &mut Buffers) -> Answer
 fn log_batch(api: &Api, wal: &Wal, entries: &[Entry]) -> Result<Pending, WalError> {
     let tenants = api.coordinator.cluster().tenants();
     let mut bytes = Vec::with_capacity(64 + entries.len() * 20);
-    record::encode_batch(&mut bytes, entries, |tenant| {
-        tenants.name(tenant).unwrap_or_default()
-    });
+    // A huge batch (a raised --max-body-bytes) becomes several records, each
+    // far below record::MAX_PAYLOAD_BYTES; versions keep their order.
+    for part in entries.chunks(record::MAX_ENTRIES_PER_RECORD) {
+        record::encode_batch(&mut bytes, part, |tenant| {
+            tenants.name(tenant).unwrap_or_default()
+        });
+    }
     wal.append(bytes)
 }
 

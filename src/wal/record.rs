@@ -22,8 +22,11 @@ use std::sync::Arc;
 pub const MAGIC: u32 = 0x5257_4344; // "DCWR"
 pub const HEADER_BYTES: usize = 12;
 /// Largest payload a record may have; a larger length field is damage.
-pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 30;
 const ENTRY_BYTES: usize = 20;
+/// Most entries written as one record: even with a distinct 1 KiB tenant
+/// per entry, a record stays under [`MAX_PAYLOAD_BYTES`].
+pub const MAX_ENTRIES_PER_RECORD: usize = 1 << 18;
 const KIND_BATCH: u8 = 1;
 const KIND_END: u8 = 2;
 
