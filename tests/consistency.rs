@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Server, items};
+use common::{Lcg, Server, items};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread;
@@ -62,19 +62,6 @@ fn read_your_writes_across_connections_while_others_write() {
     }
 }
 
-/// A small deterministic generator, so failures are reproducible.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
-}
-
 #[test]
 fn eight_writers_with_overlapping_ids_converge_exactly() {
     const WRITERS: u64 = 8;
@@ -90,7 +77,7 @@ fn eight_writers_with_overlapping_ids_converge_exactly() {
                 let mut client = server.client();
                 for round in 0..ROUNDS {
                     let batch = items(
-                        (0..50).map(|_| (rng.next(IDS) as i64, tenants[rng.next(5) as usize])),
+                        (0..50).map(|_| (rng.below(IDS) as i64, tenants[rng.below(5) as usize])),
                     );
                     let reply = client.call("POST", "/items", &batch.to_string());
                     assert_eq!(reply.status, 200, "writer {writer} round {round}");
@@ -140,9 +127,9 @@ fn sequential_model_matches_exactly() {
     let mut rng = Lcg(42);
     let mut client = server.client();
     for _ in 0..100 {
-        let size = rng.next(30) as usize;
+        let size = rng.below(30) as usize;
         let batch: Vec<(i64, String)> = (0..size)
-            .map(|_| (rng.next(200) as i64 - 100, format!("m{}", rng.next(4))))
+            .map(|_| (rng.below(200) as i64 - 100, format!("m{}", rng.below(4))))
             .collect();
         let body = items(batch.iter().map(|(id, t)| (*id, t.as_str())));
         assert_eq!(client.call("POST", "/items", &body.to_string()).status, 200);
@@ -172,7 +159,7 @@ fn concurrent_overlapping_writers_give_exact_counts_per_phase() {
             let mut rng = Lcg(100 + writer);
             (0..PHASES)
                 .flat_map(|phase| (0..300).map(move |_| phase).collect::<Vec<_>>())
-                .map(|phase| (phase, rng.next(IDS)))
+                .map(|phase| (phase, rng.below(IDS)))
                 .collect()
         })
         .collect();

@@ -16,6 +16,24 @@ fn durable(dir: &TempDir, extra: &[&str]) -> Server {
     Server::start(&args)
 }
 
+/// Starts the binary on `dir`, expecting it to refuse (exit 1); its stderr.
+fn start_must_fail(dir: &TempDir) -> String {
+    let output = Command::new(common::binary())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--node-port",
+            "0",
+            "--data-dir",
+            dir.arg(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 fn wait_every_node_holds(server: &Server, expected: u64) {
     common::wait_until(&format!("every node holds {expected} items"), || {
         server.nodes().iter().all(|n| n["items"] == expected)
@@ -163,20 +181,7 @@ fn damage_in_the_middle_refuses_to_start_naming_file_and_offset() {
     bytes[middle] ^= 0x40;
     std::fs::write(&segment, &bytes).unwrap();
 
-    let output = Command::new(common::binary())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--node-port",
-            "0",
-            "--data-dir",
-            dir.arg(),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = start_must_fail(&dir);
     let name = segment.file_name().unwrap().to_str().unwrap();
     assert!(
         stderr.contains(name) && stderr.contains("offset"),
@@ -227,20 +232,7 @@ fn compaction_keeps_disk_bounded_by_live_items() {
 fn a_data_dir_is_used_by_one_process_at_a_time() {
     let dir = TempDir::new("lock");
     let server = durable(&dir, &[]);
-    let output = Command::new(common::binary())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--node-port",
-            "0",
-            "--data-dir",
-            dir.arg(),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = start_must_fail(&dir);
     assert!(
         stderr.contains("in use by another process") && stderr.contains("LOCK"),
         "{stderr}"

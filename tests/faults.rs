@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Reply, Server, items};
+use common::{Lcg, Reply, Server, items};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -329,19 +329,6 @@ fn no_acknowledged_item_is_lost_when_master_and_replica_crash_under_load() {
         "counted {counted} > acknowledged {acked} + failed {failed}"
     );
     wait_all_live_hold(&server, counted);
-}
-
-/// A small deterministic generator: a failing seed reproduces.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
 }
 
 #[test]

@@ -472,33 +472,54 @@ fn ingest(
     first_id: i64,
 ) -> io::Result<Outcome> {
     let batches = (total / batch).max(clients);
+    let connect = move || {
+        Ok((
+            Http::connect(addr)?,
+            Vec::with_capacity(batch as usize * 40),
+        ))
+    };
+    let send = move |(http, body): &mut (Http, Vec<u8>), index: u64| {
+        body.clear();
+        body.push(b'[');
+        for i in 0..batch {
+            let id = first_id + (index * batch + i) as i64;
+            if i > 0 {
+                body.push(b',');
+            }
+            write!(body, "{{\"ID\":{id},\"tenant\":\"tenant-{}\"}}", id % 100)?;
+        }
+        body.push(b']');
+        Ok(http.call("POST", "/items", body)? == 200)
+    };
+    drive(clients, batches, batches * batch, connect, send)
+}
+
+/// Sends batches `0..batches` from `clients` threads, each with its own
+/// connection from `connect`; `send` sends one batch and says whether it was
+/// accepted. Each batch is timed.
+fn drive<C>(
+    clients: u64,
+    batches: u64,
+    units: u64,
+    connect: impl Fn() -> io::Result<C> + Send + Sync + 'static,
+    send: impl Fn(&mut C, u64) -> io::Result<bool> + Send + Sync + 'static,
+) -> io::Result<Outcome> {
     let next_batch = Arc::new(AtomicU64::new(0));
+    let (connect, send) = (Arc::new(connect), Arc::new(send));
     let started = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|_| {
-            let next_batch = next_batch.clone();
+            let (next_batch, connect, send) = (next_batch.clone(), connect.clone(), send.clone());
             thread::spawn(move || -> ClientResult {
-                let mut http = Http::connect(addr)?;
-                let mut body = Vec::with_capacity(batch as usize * 40);
-                let mut latencies = Vec::new();
-                let mut errors = 0;
+                let mut client = connect()?;
+                let (mut latencies, mut errors) = (Vec::new(), 0);
                 loop {
                     let index = next_batch.fetch_add(1, Ordering::Relaxed);
                     if index >= batches {
                         return Ok((latencies, errors));
                     }
-                    body.clear();
-                    body.push(b'[');
-                    for i in 0..batch {
-                        let id = first_id + (index * batch + i) as i64;
-                        if i > 0 {
-                            body.push(b',');
-                        }
-                        write!(body, "{{\"ID\":{id},\"tenant\":\"tenant-{}\"}}", id % 100)?;
-                    }
-                    body.push(b']');
                     let sent = Instant::now();
-                    if http.call("POST", "/items", &body)? != 200 {
+                    if !send(&mut client, index)? {
                         errors += 1;
                     }
                     latencies.push(sent.elapsed());
@@ -506,7 +527,7 @@ fn ingest(
             })
         })
         .collect();
-    collect(handles, started, batches * batch, "items/s")
+    collect(handles, started, units, "items/s")
 }
 
 fn collect(
@@ -713,46 +734,37 @@ fn resp_command(out: &mut Vec<u8>, parts: &[&[u8]]) {
 
 fn redis_ingest(addr: SocketAddr, clients: u64, batch: u64, total: u64) -> io::Result<Outcome> {
     let batches = (total / batch).max(clients);
-    let next_batch = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..clients)
-        .map(|_| {
-            let next_batch = next_batch.clone();
-            thread::spawn(move || -> ClientResult {
-                let stream = TcpStream::connect(addr)?;
-                stream.set_nodelay(true)?;
-                let mut writer = stream.try_clone()?;
-                let mut reader = BufReader::new(stream);
-                let mut latencies = Vec::new();
-                let mut errors = 0;
-                let mut out = Vec::new();
-                let mut line = String::new();
-                loop {
-                    let index = next_batch.fetch_add(1, Ordering::Relaxed);
-                    if index >= batches {
-                        return Ok((latencies, errors));
-                    }
-                    let args: Vec<String> = (0..batch)
-                        .flat_map(|i| {
-                            let id = (index * batch + i) as i64;
-                            [id.to_string(), format!("tenant-{}", id % 100)]
-                        })
-                        .collect();
-                    let mut parts: Vec<&[u8]> = vec![b"EVAL", LUA_INGEST.as_bytes(), b"0"];
-                    parts.extend(args.iter().map(|a| a.as_bytes()));
-                    out.clear();
-                    resp_command(&mut out, &parts);
-                    let sent = Instant::now();
-                    writer.write_all(&out)?;
-                    line.clear();
-                    reader.read_line(&mut line)?;
-                    if !line.starts_with(':') {
-                        errors += 1;
-                    }
-                    latencies.push(sent.elapsed());
-                }
+    let connect = move || {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok((
+            stream.try_clone()?,
+            BufReader::new(stream),
+            Vec::new(),
+            String::new(),
+        ))
+    };
+    let send = move |(writer, reader, out, line): &mut (
+        TcpStream,
+        BufReader<TcpStream>,
+        Vec<u8>,
+        String,
+    ),
+                     index: u64| {
+        let args: Vec<String> = (0..batch)
+            .flat_map(|i| {
+                let id = (index * batch + i) as i64;
+                [id.to_string(), format!("tenant-{}", id % 100)]
             })
-        })
-        .collect();
-    collect(handles, started, batches * batch, "items/s")
+            .collect();
+        let mut parts: Vec<&[u8]> = vec![b"EVAL", LUA_INGEST.as_bytes(), b"0"];
+        parts.extend(args.iter().map(|a| a.as_bytes()));
+        out.clear();
+        resp_command(out, &parts);
+        writer.write_all(out)?;
+        line.clear();
+        reader.read_line(line)?;
+        Ok(line.starts_with(':'))
+    };
+    drive(clients, batches, batches * batch, connect, send)
 }
