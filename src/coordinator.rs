@@ -288,26 +288,37 @@ impl Coordinator {
             return Err(Unavailable("no master is alive to answer"));
         }
         for (slot, node) in candidates {
-            match self.count_on(slot, &node, tenant) {
-                Ok(count) => return Ok(count),
-                Err(error) => self.note_failure(slot, &error),
+            // Concurrent GETs for this node share one round trip (reads.rs).
+            let answer = slot.reads.count(tenant, |tenants| {
+                self.count_on(slot, &node, tenants)
+                    .map_err(|error| self.note_failure(slot, &error))
+                    .ok()
+            });
+            if let Some(count) = answer {
+                return Ok(count);
             }
         }
         Err(Unavailable("no live node answered the count in time"))
     }
 
-    fn count_on(&self, slot: &Slot, node: &Arc<Node>, tenant: u32) -> Result<u64, CallError> {
+    /// Counts `tenants` on one node, seeing everything queued on it before now.
+    fn count_on(
+        &self,
+        slot: &Slot,
+        node: &Arc<Node>,
+        tenants: &[u32],
+    ) -> Result<Vec<u64>, CallError> {
         // Everything acknowledged before now was queued on this node before now.
         let min_applied = node.progress().enqueued();
         let deadline = Instant::now() + COUNT_TIMEOUT;
         let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let mut frame = Vec::with_capacity(32);
-        protocol::encode_count(&mut frame, request_id, tenant, min_applied);
+        let mut frame = Vec::with_capacity(32 + 4 * tenants.len());
+        protocol::encode_count(&mut frame, request_id, min_applied, tenants);
         let (_, mut connection) = self.send_to(slot, &frame, deadline)?;
         match connection.receive(request_id, deadline)? {
-            Response::Counted { count, .. } => {
+            Response::Counted { counts, .. } => {
                 slot.pool.give_back(connection);
-                Ok(count)
+                Ok(counts)
             }
             _ => Err(CallError::Mismatch),
         }

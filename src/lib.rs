@@ -7,6 +7,7 @@
 //!   http         tiny_http workers, routes, JSON answers   (uses batch, metrics)
 //!   batch        validates a POST body, borrowing tenants
 //!   coordinator  orders batches, splits them over nodes, reads from the master
+//!   reads        concurrent GETs for one node share a round trip
 //!   client       pooled node connections with deadlines
 //!   cluster      membership, master election, fault injection
 //!   node         a node's listener, connection threads and replication inbox
@@ -25,6 +26,7 @@ pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+pub mod reads;
 pub mod store;
 pub mod tenants;
 pub mod wal;

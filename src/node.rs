@@ -501,8 +501,8 @@ fn handle(shared: &Shared, payload: &[u8]) -> Option<Response> {
         }
         Ok(Request::Count {
             id,
-            tenant,
             min_applied,
+            tenants,
         }) => {
             if !shared
                 .progress
@@ -510,12 +510,14 @@ fn handle(shared: &Shared, payload: &[u8]) -> Option<Response> {
             {
                 return None;
             }
-            let count = if tenant == protocol::UNKNOWN_TENANT {
-                0
-            } else {
-                shared.store.count(tenant)
-            };
-            Some(Response::Counted { id, count })
+            let counts = tenants
+                .iter()
+                .map(|&tenant| match tenant {
+                    protocol::UNKNOWN_TENANT => 0,
+                    tenant => shared.store.count(tenant),
+                })
+                .collect();
+            Some(Response::Counted { id, counts })
         }
         Ok(Request::Ping { id }) => Some(Response::Pong { id }),
         Err(FrameError::Malformed(_) | FrameError::TooLarge(_) | FrameError::Io(_)) => None,

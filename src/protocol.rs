@@ -8,10 +8,10 @@
 //! | tag | message | body |
 //! | --- | --- | --- |
 //! | 1 | `Store` | `u32` n, then n × (`i64` id, `u64` version, `u32` tenant) |
-//! | 2 | `Count` | `u32` tenant (`u32::MAX`: unknown), `u64` min_applied |
+//! | 2 | `Count` | `u64` min_applied, `u32` n, then n × `u32` tenant (`u32::MAX`: unknown) |
 //! | 3 | `Ping` | none |
 //! | 129 | `Stored` | none |
-//! | 130 | `Counted` | `u64` count |
+//! | 130 | `Counted` | `u32` n, then n × `u64` count, in the order asked |
 //! | 131 | `Pong` | none |
 
 use crate::store::Entry;
@@ -27,6 +27,8 @@ const HEADER_BYTES: usize = 1 + 8;
 const STORE_HEADER_BYTES: usize = HEADER_BYTES + 4;
 /// Most entries one `Store` frame carries; a larger chunk is sent as several.
 pub const MAX_ENTRIES_PER_FRAME: usize = (MAX_FRAME_BYTES - STORE_HEADER_BYTES) / ENTRY_BYTES;
+/// Most tenants one `Count` asks about.
+pub const MAX_COUNTS_PER_FRAME: usize = 4096;
 /// The tenant id a `Count` carries for a tenant nobody has written.
 pub const UNKNOWN_TENANT: TenantId = TenantId::MAX;
 
@@ -45,11 +47,11 @@ pub enum Request {
         id: u64,
         entries: Vec<Entry>,
     },
-    /// Count a tenant once the node has applied `min_applied` queued messages.
+    /// Count tenants once the node has applied `min_applied` queued messages.
     Count {
         id: u64,
-        tenant: TenantId,
         min_applied: u64,
+        tenants: Vec<TenantId>,
     },
     Ping {
         id: u64,
@@ -60,7 +62,7 @@ pub enum Request {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Response {
     Stored { id: u64 },
-    Counted { id: u64, count: u64 },
+    Counted { id: u64, counts: Vec<u64> },
     Pong { id: u64 },
 }
 
@@ -143,10 +145,15 @@ pub fn encode_store(out: &mut Vec<u8>, id: u64, entries: &[Entry]) {
     finish_frame(out);
 }
 
-pub fn encode_count(out: &mut Vec<u8>, id: u64, tenant: TenantId, min_applied: u64) {
+/// Encodes a `Count` of at most [`MAX_COUNTS_PER_FRAME`] tenants.
+pub fn encode_count(out: &mut Vec<u8>, id: u64, min_applied: u64, tenants: &[TenantId]) {
+    debug_assert!(tenants.len() <= MAX_COUNTS_PER_FRAME);
     start_frame(out, TAG_COUNT, id);
-    out.extend_from_slice(&tenant.to_le_bytes());
     out.extend_from_slice(&min_applied.to_le_bytes());
+    out.extend_from_slice(&(tenants.len() as u32).to_le_bytes());
+    for tenant in tenants {
+        out.extend_from_slice(&tenant.to_le_bytes());
+    }
     finish_frame(out);
 }
 
@@ -158,9 +165,12 @@ pub fn encode_ping(out: &mut Vec<u8>, id: u64) {
 pub fn encode_response(out: &mut Vec<u8>, response: &Response) {
     match response {
         Response::Stored { id } => start_frame(out, TAG_STORED, *id),
-        Response::Counted { id, count } => {
+        Response::Counted { id, counts } => {
             start_frame(out, TAG_COUNTED, *id);
-            out.extend_from_slice(&count.to_le_bytes());
+            out.extend_from_slice(&(counts.len() as u32).to_le_bytes());
+            for count in counts {
+                out.extend_from_slice(&count.to_le_bytes());
+            }
         }
         Response::Pong { id } => start_frame(out, TAG_PONG, *id),
     }
@@ -228,11 +238,21 @@ impl Request {
                 }
                 Request::Store { id, entries }
             }
-            TAG_COUNT => Request::Count {
-                id,
-                tenant: cursor.u32()?,
-                min_applied: cursor.u64()?,
-            },
+            TAG_COUNT => {
+                let min_applied = cursor.u64()?;
+                let n = cursor.u32()? as usize;
+                if n > MAX_COUNTS_PER_FRAME || cursor.0.len() != n * 4 {
+                    return Err(FrameError::Malformed(
+                        "tenant count does not match the frame length",
+                    ));
+                }
+                let tenants = (0..n).map(|_| cursor.u32()).collect::<Result<_, _>>()?;
+                Request::Count {
+                    id,
+                    min_applied,
+                    tenants,
+                }
+            }
             TAG_PING => Request::Ping { id },
             _ => return Err(FrameError::Malformed("unknown request tag")),
         };
@@ -248,10 +268,16 @@ impl Response {
         let id = cursor.u64()?;
         let response = match tag {
             TAG_STORED => Response::Stored { id },
-            TAG_COUNTED => Response::Counted {
-                id,
-                count: cursor.u64()?,
-            },
+            TAG_COUNTED => {
+                let n = cursor.u32()? as usize;
+                if n > MAX_COUNTS_PER_FRAME || cursor.0.len() != n * 8 {
+                    return Err(FrameError::Malformed(
+                        "count total does not match the frame length",
+                    ));
+                }
+                let counts = (0..n).map(|_| cursor.u64()).collect::<Result<_, _>>()?;
+                Response::Counted { id, counts }
+            }
             TAG_PONG => Response::Pong { id },
             _ => return Err(FrameError::Malformed("unknown response tag")),
         };
@@ -292,14 +318,14 @@ mod tests {
             Request::Store { id: 9, entries }
         );
 
-        encode_count(&mut frame, 10, 3, 77);
+        encode_count(&mut frame, 10, 77, &[3, UNKNOWN_TENANT]);
         let count = Request::decode(&payload_of(&frame)).unwrap();
         assert_eq!(
             count,
             Request::Count {
                 id: 10,
-                tenant: 3,
-                min_applied: 77
+                min_applied: 77,
+                tenants: vec![3, UNKNOWN_TENANT],
             }
         );
 
@@ -315,7 +341,10 @@ mod tests {
         let mut frame = Vec::new();
         for response in [
             Response::Stored { id: 1 },
-            Response::Counted { id: 2, count: 5 },
+            Response::Counted {
+                id: 2,
+                counts: vec![5, 0, u64::MAX],
+            },
             Response::Pong { id: 3 },
         ] {
             encode_response(&mut frame, &response);
