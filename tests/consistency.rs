@@ -211,3 +211,60 @@ fn concurrent_overlapping_writers_give_exact_counts_per_phase() {
         server.nodes().iter().all(|n| n["items"] == distinct)
     });
 }
+
+#[test]
+fn read_your_writes_under_eight_writers_with_overlapping_ids() {
+    const WRITERS: i64 = 8;
+    const ROUNDS: i64 = 40;
+    const PROBES: i64 = 5;
+    let server = Arc::new(Server::start(&[]));
+    let handles: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let server = server.clone();
+            thread::spawn(move || {
+                let mut rng = Lcg(7 + writer as u64);
+                let mut client = server.client();
+                for round in 0..ROUNDS {
+                    // Shared IDs 0..100 fought over by every writer, plus
+                    // probe IDs only this writer uses, under a tenant only
+                    // this round of this writer uses: its count is known.
+                    let probe_tenant = format!("w{writer}-r{round}");
+                    let shared: Vec<(i64, String)> = (0..30)
+                        .map(|_| (rng.below(100) as i64, format!("s{}", rng.below(3))))
+                        .collect();
+                    let probes: Vec<(i64, String)> = (0..PROBES)
+                        .map(|i| {
+                            (
+                                1_000_000 * (writer + 1) + round * PROBES + i,
+                                probe_tenant.clone(),
+                            )
+                        })
+                        .collect();
+                    let batch = items(
+                        shared
+                            .iter()
+                            .chain(&probes)
+                            .map(|(id, t)| (*id, t.as_str())),
+                    );
+                    assert_eq!(
+                        client.call("POST", "/items", &batch.to_string()).status,
+                        200
+                    );
+                    // Both on the same connection and on a new one.
+                    let path = format!("/items/{probe_tenant}/count");
+                    assert_eq!(
+                        client.call("GET", &path, "").json()["counter"],
+                        PROBES,
+                        "{probe_tenant}"
+                    );
+                    assert_eq!(server.count(&probe_tenant), PROBES as u64, "{probe_tenant}");
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    let shared: u64 = (0..3).map(|t| server.count(&format!("s{t}"))).sum();
+    assert!(shared <= 100);
+}

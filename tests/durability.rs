@@ -283,3 +283,41 @@ fn metrics_show_fsync_latency_in_durable_mode() {
         assert!(metrics.contains(series), "missing {series} in\n{metrics}");
     }
 }
+
+#[test]
+fn concurrent_posts_share_fsyncs() {
+    const WRITERS: i64 = 8;
+    const POSTS: i64 = 40;
+    let dir = TempDir::new("group");
+    let server = Arc::new(durable(&dir, &[]));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let server = server.clone();
+            thread::spawn(move || {
+                let mut client = server.client();
+                for post in 0..POSTS {
+                    let batch = items([(writer * 1000 + post, "g")]);
+                    assert_eq!(
+                        client.call("POST", "/items", &batch.to_string()).status,
+                        200
+                    );
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let metrics = server.call("GET", "/metrics", "").text();
+    let fsyncs: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("dc_wal_fsync_seconds_count "))
+        .and_then(|n| n.parse().ok())
+        .expect("the fsync count is reported");
+    let posts = (WRITERS * POSTS) as u64;
+    assert!(
+        fsyncs > 0 && fsyncs < posts,
+        "{fsyncs} fsyncs for {posts} POSTs"
+    );
+    assert_eq!(server.count("g"), posts);
+}

@@ -144,3 +144,30 @@ fn sixty_four_nodes_work() {
         server.nodes().iter().all(|n| n["items"] == 130)
     });
 }
+
+#[test]
+fn the_http_server_survives_running_out_of_file_descriptors() {
+    // tiny_http's accept thread used to exit on the first failed accept
+    // (EMFILE here), and the server silently stopped serving.
+    let server = common::Server::start_with_file_limit(64, &["--nodes", "1"]);
+    assert_eq!(server.post_items(&items([(1, "fd")])).status, 200);
+    let flood: Vec<TcpStream> = (0..80)
+        .filter_map(|_| TcpStream::connect(server.addr).ok())
+        .collect();
+    assert!(
+        flood.len() > 64,
+        "the kernel queues connections the server cannot accept"
+    );
+    drop(flood);
+    common::wait_until("the server answers again", || {
+        TcpStream::connect(server.addr).is_ok_and(|stream| {
+            stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
+            let mut client = stream;
+            client
+                .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+                .is_ok()
+                && client.read(&mut [0u8; 12]).is_ok_and(|n| n == 12)
+        })
+    });
+    assert_eq!(server.count("fd"), 1);
+}

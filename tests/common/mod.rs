@@ -32,9 +32,29 @@ impl Server {
     }
 
     pub fn try_start(extra: &[&str]) -> Result<Server, String> {
-        let mut child = Command::new(binary())
+        let mut command = Command::new(binary());
+        command
             .args(["--listen", "127.0.0.1:0", "--node-port", "0"])
-            .args(extra)
+            .args(extra);
+        Self::spawn(command, extra)
+    }
+
+    /// Starts with at most `open_files` file descriptors (`ulimit -n`).
+    pub fn start_with_file_limit(open_files: u32, extra: &[&str]) -> Server {
+        let mut command = Command::new("sh");
+        command
+            .args([
+                "-c",
+                &format!("ulimit -n {open_files} && exec \"$0\" \"$@\""),
+            ])
+            .arg(binary())
+            .args(["--listen", "127.0.0.1:0", "--node-port", "0"])
+            .args(extra);
+        Self::spawn(command, extra).unwrap_or_else(|log| panic!("server did not start:\n{log}"))
+    }
+
+    fn spawn(mut command: Command, extra: &[&str]) -> Result<Server, String> {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
