@@ -158,7 +158,9 @@ impl ClientConnection {
             path,
             version.clone(),
             headers,
-            *self.remote_addr.as_ref().unwrap(),
+            // PATCH: peer_addr() fails when the client is already gone;
+            // that was an unwrap (a panic) here.
+            self.remote_addr.as_ref().ok().copied().flatten(),
             data_source,
             writer,
         )

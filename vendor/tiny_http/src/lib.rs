@@ -320,7 +320,7 @@ impl Server {
                 sock.apply_client_limits();
                 let new_client: std::io::Result<ClientConnection> = {
                         use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
+                        let split = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
@@ -337,7 +337,11 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        // PATCH: splitting the socket can fail (EMFILE); the
+                        // connection is dropped and the loop goes on.
+                        split.map(|(read_closable, write_closable)| {
+                            ClientConnection::new(write_closable, read_closable)
+                        })
                 };
 
                 match new_client {
@@ -369,6 +373,7 @@ impl Server {
 
                     Err(e) => {
                         log::error!("Error accepting new client: {}", e);
+                        thread::sleep(limits::ACCEPT_ERROR_BACKOFF);
                     }
                 }
             }
