@@ -7,7 +7,6 @@
 
 use crate::client::Pool;
 use crate::node::{self, Node, NodeError, Peers, PortChoice, Seed};
-use crate::reads::ReadQueue;
 use crate::store::Entry;
 use crate::tenants::Tenants;
 use crate::wal::{Wal, WalError};
@@ -30,8 +29,6 @@ pub struct Slot {
     /// process started.
     pub received: AtomicU64,
     pub pool: Pool,
-    /// Combines concurrent GETs for this node into one round trip.
-    pub reads: ReadQueue,
     busy_until: Mutex<Option<Instant>>,
 }
 
@@ -143,7 +140,6 @@ impl Cluster {
                 node: RwLock::new(Some(Arc::new(node))),
                 received: AtomicU64::new(0),
                 pool: Pool::default(),
-                reads: ReadQueue::default(),
                 busy_until: Mutex::new(None),
             });
         }

@@ -268,34 +268,31 @@ impl Coordinator {
         slot.pool.clear();
     }
 
-    /// Counts a tenant's items on the master, seeing every write that was
-    /// acknowledged before this call; if the master cannot answer in time,
-    /// another live node answers with the same guarantee.
-    pub fn count(&self, tenant: &str) -> Result<u64, Unavailable> {
-        let tenant = self
-            .cluster
+    /// The id of a tenant for a count (`UNKNOWN_TENANT` if nobody wrote it).
+    pub fn tenant_id(&self, tenant: &str) -> u32 {
+        self.cluster
             .tenants()
             .lookup(tenant)
-            .unwrap_or(protocol::UNKNOWN_TENANT);
-        let master = self.cluster.master_id();
+            .unwrap_or(protocol::UNKNOWN_TENANT)
+    }
+
+    /// Counts tenants on the master, seeing every write acknowledged before
+    /// this call; if the master cannot answer in time, another live node
+    /// answers with the same guarantee.
+    pub fn count_many(&self, tenants: &[u32]) -> Result<Vec<u64>, Unavailable> {
+        let Some(master) = self.cluster.master_id() else {
+            return Err(Unavailable("no master is alive to answer"));
+        };
         let mut candidates = self.cluster.live();
         // The master first, unless it is known to be busy: then a replica
         // answers at once with the same guarantee instead of after a timeout.
-        candidates.sort_by_key(|(slot, node)| {
-            (node.is_stalled() || slot.is_busy(), Some(slot.id) != master)
-        });
-        if master.is_none() {
-            return Err(Unavailable("no master is alive to answer"));
-        }
+        candidates
+            .sort_by_key(|(slot, node)| (node.is_stalled() || slot.is_busy(), slot.id != master));
         for (slot, node) in candidates {
-            // Concurrent GETs for this node share one round trip (reads.rs).
-            let answer = slot.reads.count(tenant, |tenants| {
-                self.count_on(slot, &node, tenants)
-                    .map_err(|error| self.note_failure(slot, &error))
-                    .ok()
-            });
-            if let Some(count) = answer {
-                return Ok(count);
+            match self.count_on(slot, &node, tenants) {
+                Ok(counts) if counts.len() == tenants.len() => return Ok(counts),
+                Ok(_) => self.note_failure(slot, &CallError::Mismatch),
+                Err(error) => self.note_failure(slot, &error),
             }
         }
         Err(Unavailable("no live node answered the count in time"))

@@ -5,6 +5,7 @@ use crate::batch;
 use crate::cluster::FaultError;
 use crate::coordinator::Coordinator;
 use crate::metrics::{self, Metrics};
+use crate::reads::ReadQueue;
 use crate::store::Entry;
 use crate::wal::{Pending, Wal, WalError, record};
 use serde::Serialize;
@@ -31,6 +32,8 @@ pub struct Api {
     /// The log, in durable mode.
     pub wal: Option<Arc<Wal>>,
     pub metrics: Metrics,
+    /// GETs of counts waiting for the next round trip to the master.
+    pub reads: ReadQueue<PendingCount>,
     pub max_body_bytes: usize,
     pub fault_injection: bool,
 }
@@ -168,8 +171,56 @@ struct Health {
     master: usize,
 }
 
+/// A GET of a count, waiting for the next round trip to the master.
+pub struct PendingCount {
+    request: Request,
+    tenant: String,
+    tenant_id: u32,
+}
+
+/// Where a request went: answered now, or a count to answer in a round.
+enum Routed {
+    Now(&'static str, Answer),
+    Count(String),
+}
+
+const COUNT_ROUTE: &str = "/items/{tenant}/count";
+
 fn handle(api: &Api, mut request: Request, buffers: &mut Buffers) {
-    let (route, answer) = route(api, &mut request, buffers);
+    match route(api, &mut request, buffers) {
+        Routed::Now(route, answer) => respond(api, request, route, answer),
+        Routed::Count(tenant) => {
+            let tenant_id = api.coordinator.tenant_id(&tenant);
+            let pending = PendingCount {
+                request,
+                tenant,
+                tenant_id,
+            };
+            api.reads.submit(pending, |round| answer_counts(api, round));
+        }
+    }
+}
+
+/// Answers a round of count GETs with one round trip.
+fn answer_counts(api: &Api, round: Vec<PendingCount>) {
+    let tenants: Vec<u32> = round.iter().map(|pending| pending.tenant_id).collect();
+    let counts = api.coordinator.count_many(&tenants);
+    for (index, pending) in round.into_iter().enumerate() {
+        let answer = match &counts {
+            Ok(counts) => Answer::json(
+                200,
+                &Count {
+                    tenant: &pending.tenant,
+                    counter: counts[index],
+                },
+            ),
+            Err(e) => Answer::ko(503, e),
+        };
+        respond(api, pending.request, COUNT_ROUTE, answer);
+    }
+}
+
+fn respond(api: &Api, request: Request, route: &'static str, answer: Answer) {
     api.metrics.record_request(route, answer.status);
     let length = answer.body.len();
     let mut response = Response::new(
@@ -192,13 +243,14 @@ fn handle(api: &Api, mut request: Request, buffers: &mut Buffers) {
     let _ = request.respond(response);
 }
 
-/// Picks the handler; returns the route pattern (for metrics) and the answer.
-fn route(api: &Api, request: &mut Request, buffers: &mut Buffers) -> (&'static str, Answer) {
+/// Picks the handler: the route pattern (for metrics) and the answer, or the
+/// tenant of a count to answer in the next round.
+fn route(api: &Api, request: &mut Request, buffers: &mut Buffers) -> Routed {
     let url = request.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let method = request.method().clone();
-    match segments.as_slice() {
+    let (route, answer) = match segments.as_slice() {
         ["items"] => (
             "/items",
             match method {
@@ -207,9 +259,12 @@ fn route(api: &Api, request: &mut Request, buffers: &mut Buffers) -> (&'static s
             },
         ),
         ["items", tenant, "count"] => (
-            "/items/{tenant}/count",
+            COUNT_ROUTE,
             match method {
-                Method::Get => get_count(api, tenant),
+                Method::Get => match count_tenant(tenant) {
+                    Ok(tenant) => return Routed::Count(tenant),
+                    Err(answer) => answer,
+                },
                 _ => Answer::method_not_allowed("GET"),
             },
         ),
@@ -242,7 +297,8 @@ fn route(api: &Api, request: &mut Request, buffers: &mut Buffers) -> (&'static s
             },
         ),
         _ => ("other", Answer::ko(404, format!("no such route: {path}"))),
-    }
+    };
+    Routed::Now(route, answer)
 }
 
 fn post_items(api: &Api, request: &mut Request, buffers: &mut Buffers) -> Answer {
@@ -314,30 +370,20 @@ fn too_large(limit: usize) -> Answer {
     )
 }
 
-fn get_count(api: &Api, raw_tenant: &str) -> Answer {
-    let tenant = match percent_decode(raw_tenant) {
-        Ok(tenant) => tenant,
-        Err(why) => return Answer::ko(400, format!("tenant in the path {why}")),
-    };
+/// The tenant of a count path segment, or the 400 answer saying what is wrong.
+fn count_tenant(raw_tenant: &str) -> Result<String, Answer> {
+    let tenant = percent_decode(raw_tenant)
+        .map_err(|why| Answer::ko(400, format!("tenant in the path {why}")))?;
     if tenant.is_empty() || tenant.len() > batch::MAX_TENANT_BYTES {
-        return Answer::ko(
+        return Err(Answer::ko(
             400,
             format!(
                 "tenant in the path must be 1 to {} bytes long",
                 batch::MAX_TENANT_BYTES
             ),
-        );
+        ));
     }
-    match api.coordinator.count(&tenant) {
-        Ok(counter) => Answer::json(
-            200,
-            &Count {
-                tenant: &tenant,
-                counter,
-            },
-        ),
-        Err(e) => Answer::ko(503, e),
-    }
+    Ok(tenant)
 }
 
 fn health(api: &Api) -> Answer {

@@ -7,7 +7,7 @@
 //!   http         tiny_http workers, routes, JSON answers   (uses batch, metrics)
 //!   batch        validates a POST body, borrowing tenants
 //!   coordinator  orders batches, splits them over nodes, reads from the master
-//!   reads        concurrent GETs for one node share a round trip
+//!   reads        GETs waiting at the same time share one round trip
 //!   client       pooled node connections with deadlines
 //!   cluster      membership, master election, fault injection
 //!   node         a node's listener, connection threads and replication inbox
@@ -37,6 +37,7 @@ use crate::coordinator::Coordinator;
 use crate::http::{Api, HttpServer};
 use crate::metrics::Metrics;
 use crate::node::NodeError;
+use crate::reads::ReadQueue;
 use crate::tenants::Tenants;
 use crate::wal::{Wal, WalError};
 use std::fmt;
@@ -106,6 +107,7 @@ impl Service {
             coordinator: Coordinator::new(cluster.clone(), last_version),
             wal,
             metrics: Metrics::default(),
+            reads: ReadQueue::default(),
             max_body_bytes: config.max_body_bytes,
             fault_injection: config.fault_injection,
         });
