@@ -149,14 +149,16 @@ impl Server {
             .status()
             .expect("kill runs");
         assert!(status.success());
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait works") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "no exit after SIG{signal}");
-            thread::sleep(Duration::from_millis(10));
-        }
+        let pid = self.child.id().to_string();
+        thread::scope(|scope| {
+            let (exited, exit) = std::sync::mpsc::channel();
+            let child = &mut self.child;
+            scope.spawn(move || exited.send(child.wait().expect("wait works")));
+            exit.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+                let _ = Command::new("kill").args(["-9", &pid]).status();
+                panic!("no exit within {PATIENCE:?} after SIG{signal}");
+            })
+        })
     }
 }
 
