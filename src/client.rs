@@ -21,6 +21,8 @@ pub enum CallError {
     Receive(FrameError),
     /// The answer was not for the request (the connection is out of step).
     Mismatch,
+    /// The node died or has no listener at the moment.
+    NodeGone,
 }
 
 impl CallError {
@@ -43,6 +45,7 @@ impl fmt::Display for CallError {
             CallError::Send(e) => write!(f, "cannot send: {e}"),
             CallError::Receive(e) => write!(f, "no answer: {e}"),
             CallError::Mismatch => write!(f, "answer does not match the request"),
+            CallError::NodeGone => write!(f, "the node is not listening"),
         }
     }
 }

@@ -9,7 +9,6 @@
 use crate::batch::Item;
 use crate::client::{CallError, Connection};
 use crate::cluster::{Cluster, Slot};
-use crate::node::Node;
 use crate::protocol::{self, Response};
 use crate::store::Entry;
 use std::fmt;
@@ -206,7 +205,7 @@ impl Coordinator {
             let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
             protocol::encode_store(frame, request_id, &entries[job.range.clone()]);
             match self.send_to(slot, frame, deadline) {
-                Ok((_, connection)) => in_flight.push(InFlight {
+                Ok(connection) => in_flight.push(InFlight {
                     job,
                     connection,
                     request_id,
@@ -224,7 +223,6 @@ impl Coordinator {
                     slot.mark_answering();
                     slot.pool.give_back(connection);
                 }
-                Ok(_) => failed.push(sent.job),
                 Err(error) => {
                     self.note_failure(slot, &error);
                     failed.push(sent.job);
@@ -241,16 +239,18 @@ impl Coordinator {
         slot: &Slot,
         frame: &[u8],
         deadline: Instant,
-    ) -> Result<(Arc<Node>, Connection), CallError> {
-        let node = slot.node().ok_or(CallError::Mismatch)?;
-        let addr = node.addr().ok_or(CallError::Mismatch)?;
+    ) -> Result<Connection, CallError> {
+        let addr = slot
+            .node()
+            .and_then(|node| node.addr())
+            .ok_or(CallError::NodeGone)?;
         let mut connection = slot.pool.take(addr)?;
         match connection.send(frame, deadline) {
-            Ok(()) => Ok((node, connection)),
+            Ok(()) => Ok(connection),
             Err(_) if connection.reused => {
                 let mut fresh = Connection::open(addr)?;
                 fresh.send(frame, deadline)?;
-                Ok((node, fresh))
+                Ok(fresh)
             }
             Err(error) => {
                 self.note_failure(slot, &error);
@@ -268,57 +268,28 @@ impl Coordinator {
         slot.pool.clear();
     }
 
-    /// The id of a tenant for a count (`UNKNOWN_TENANT` if nobody wrote it).
-    pub fn tenant_id(&self, tenant: &str) -> u32 {
-        self.cluster
-            .tenants()
-            .lookup(tenant)
-            .unwrap_or(protocol::UNKNOWN_TENANT)
-    }
-
-    /// Counts tenants on the master, seeing every write acknowledged before
-    /// this call; if the master cannot answer in time, another live node
+    /// Counts a tenant's items on the master, seeing every write that was
+    /// acknowledged before this call. The count is read from the master's
+    /// memory once it has applied everything queued on it; if it cannot
+    /// answer within [`COUNT_TIMEOUT`] (stalled, slow), another live node
     /// answers with the same guarantee.
-    pub fn count_many(&self, tenants: &[u32]) -> Result<Vec<u64>, Unavailable> {
+    pub fn count(&self, tenant: &str) -> Result<u64, Unavailable> {
         let Some(master) = self.cluster.master_id() else {
             return Err(Unavailable("no master is alive to answer"));
         };
+        let tenant = self.cluster.tenants().lookup(tenant);
         let mut candidates = self.cluster.live();
         // The master first, unless it is known to be busy: then a replica
-        // answers at once with the same guarantee instead of after a timeout.
+        // answers at once instead of after a timeout.
         candidates
             .sort_by_key(|(slot, node)| (node.is_stalled() || slot.is_busy(), slot.id != master));
         for (slot, node) in candidates {
-            match self.count_on(slot, &node, tenants) {
-                Ok(counts) if counts.len() == tenants.len() => return Ok(counts),
-                Ok(_) => self.note_failure(slot, &CallError::Mismatch),
-                Err(error) => self.note_failure(slot, &error),
+            match node.count_after_queued(tenant, COUNT_TIMEOUT) {
+                Some(count) => return Ok(count),
+                None => slot.mark_busy(),
             }
         }
         Err(Unavailable("no live node answered the count in time"))
-    }
-
-    /// Counts `tenants` on one node, seeing everything queued on it before now.
-    fn count_on(
-        &self,
-        slot: &Slot,
-        node: &Arc<Node>,
-        tenants: &[u32],
-    ) -> Result<Vec<u64>, CallError> {
-        // Everything acknowledged before now was queued on this node before now.
-        let min_applied = node.progress().enqueued();
-        let deadline = Instant::now() + COUNT_TIMEOUT;
-        let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let mut frame = Vec::with_capacity(32 + 4 * tenants.len());
-        protocol::encode_count(&mut frame, request_id, min_applied, tenants);
-        let (_, mut connection) = self.send_to(slot, &frame, deadline)?;
-        match connection.receive(request_id, deadline)? {
-            Response::Counted { counts, .. } => {
-                slot.pool.give_back(connection);
-                Ok(counts)
-            }
-            _ => Err(CallError::Mismatch),
-        }
     }
 }
 

@@ -5,7 +5,6 @@ use crate::batch;
 use crate::cluster::FaultError;
 use crate::coordinator::Coordinator;
 use crate::metrics::{self, Metrics};
-use crate::reads::ReadQueue;
 use crate::store::Entry;
 use crate::wal::{Pending, Wal, WalError, record};
 use serde::Serialize;
@@ -32,8 +31,6 @@ pub struct Api {
     /// The log, in durable mode.
     pub wal: Option<Arc<Wal>>,
     pub metrics: Metrics,
-    /// GETs of counts waiting for the next round trip to the master.
-    pub reads: ReadQueue<PendingCount>,
     pub max_body_bytes: usize,
     pub fault_injection: bool,
 }
@@ -171,53 +168,9 @@ struct Health {
     master: usize,
 }
 
-/// A GET of a count, waiting for the next round trip to the master.
-pub struct PendingCount {
-    request: Request,
-    tenant: String,
-    tenant_id: u32,
-}
-
-/// Where a request went: answered now, or a count to answer in a round.
-enum Routed {
-    Now(&'static str, Answer),
-    Count(String),
-}
-
-const COUNT_ROUTE: &str = "/items/{tenant}/count";
-
 fn handle(api: &Api, mut request: Request, buffers: &mut Buffers) {
-    match route(api, &mut request, buffers) {
-        Routed::Now(route, answer) => respond(api, request, route, answer),
-        Routed::Count(tenant) => {
-            let tenant_id = api.coordinator.tenant_id(&tenant);
-            let pending = PendingCount {
-                request,
-                tenant,
-                tenant_id,
-            };
-            api.reads.submit(pending, |round| answer_counts(api, round));
-        }
-    }
-}
-
-/// Answers a round of count GETs with one round trip.
-fn answer_counts(api: &Api, round: Vec<PendingCount>) {
-    let tenants: Vec<u32> = round.iter().map(|pending| pending.tenant_id).collect();
-    let counts = api.coordinator.count_many(&tenants);
-    for (index, pending) in round.into_iter().enumerate() {
-        let answer = match &counts {
-            Ok(counts) => Answer::json(
-                200,
-                &Count {
-                    tenant: &pending.tenant,
-                    counter: counts[index],
-                },
-            ),
-            Err(e) => Answer::ko(503, e),
-        };
-        respond(api, pending.request, COUNT_ROUTE, answer);
-    }
+    let (route, answer) = route(api, &mut request, buffers);
+    respond(api, request, route, answer);
 }
 
 fn respond(api: &Api, request: Request, route: &'static str, answer: Answer) {
@@ -243,14 +196,13 @@ fn respond(api: &Api, request: Request, route: &'static str, answer: Answer) {
     let _ = request.respond(response);
 }
 
-/// Picks the handler: the route pattern (for metrics) and the answer, or the
-/// tenant of a count to answer in the next round.
-fn route(api: &Api, request: &mut Request, buffers: &mut Buffers) -> Routed {
+/// Picks the handler; returns the route pattern (for metrics) and the answer.
+fn route(api: &Api, request: &mut Request, buffers: &mut Buffers) -> (&'static str, Answer) {
     let url = request.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let method = request.method().clone();
-    let (route, answer) = match segments.as_slice() {
+    match segments.as_slice() {
         ["items"] => (
             "/items",
             match method {
@@ -259,12 +211,9 @@ fn route(api: &Api, request: &mut Request, buffers: &mut Buffers) -> Routed {
             },
         ),
         ["items", tenant, "count"] => (
-            COUNT_ROUTE,
+            "/items/{tenant}/count",
             match method {
-                Method::Get => match count_tenant(tenant) {
-                    Ok(tenant) => return Routed::Count(tenant),
-                    Err(answer) => answer,
-                },
+                Method::Get => get_count(api, tenant),
                 _ => Answer::method_not_allowed("GET"),
             },
         ),
@@ -297,8 +246,7 @@ fn route(api: &Api, request: &mut Request, buffers: &mut Buffers) -> Routed {
             },
         ),
         _ => ("other", Answer::ko(404, format!("no such route: {path}"))),
-    };
-    Routed::Now(route, answer)
+    }
 }
 
 fn post_items(api: &Api, request: &mut Request, buffers: &mut Buffers) -> Answer {
@@ -370,20 +318,30 @@ fn too_large(limit: usize) -> Answer {
     )
 }
 
-/// The tenant of a count path segment, or the 400 answer saying what is wrong.
-fn count_tenant(raw_tenant: &str) -> Result<String, Answer> {
-    let tenant = percent_decode(raw_tenant)
-        .map_err(|why| Answer::ko(400, format!("tenant in the path {why}")))?;
+fn get_count(api: &Api, raw_tenant: &str) -> Answer {
+    let tenant = match percent_decode(raw_tenant) {
+        Ok(tenant) => tenant,
+        Err(why) => return Answer::ko(400, format!("tenant in the path {why}")),
+    };
     if tenant.is_empty() || tenant.len() > batch::MAX_TENANT_BYTES {
-        return Err(Answer::ko(
+        return Answer::ko(
             400,
             format!(
                 "tenant in the path must be 1 to {} bytes long",
                 batch::MAX_TENANT_BYTES
             ),
-        ));
+        );
     }
-    Ok(tenant)
+    match api.coordinator.count(&tenant) {
+        Ok(counter) => Answer::json(
+            200,
+            &Count {
+                tenant: &tenant,
+                counter,
+            },
+        ),
+        Err(e) => Answer::ko(503, e),
+    }
 }
 
 fn health(api: &Api) -> Answer {

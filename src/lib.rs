@@ -7,7 +7,6 @@
 //!   http         tiny_http workers, routes, JSON answers   (uses batch, metrics)
 //!   batch        validates a POST body, borrowing tenants
 //!   coordinator  orders batches, splits them over nodes, reads from the master
-//!   reads        GETs waiting at the same time share one round trip
 //!   client       pooled node connections with deadlines
 //!   cluster      membership, master election, fault injection
 //!   node         a node's listener, connection threads and replication inbox
@@ -26,7 +25,6 @@ pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
-pub mod reads;
 pub mod store;
 pub mod tenants;
 pub mod wal;
@@ -37,7 +35,6 @@ use crate::coordinator::Coordinator;
 use crate::http::{Api, HttpServer};
 use crate::metrics::Metrics;
 use crate::node::NodeError;
-use crate::reads::ReadQueue;
 use crate::tenants::Tenants;
 use crate::wal::{Wal, WalError};
 use std::fmt;
@@ -107,7 +104,6 @@ impl Service {
             coordinator: Coordinator::new(cluster.clone(), last_version),
             wal,
             metrics: Metrics::default(),
-            reads: ReadQueue::default(),
             max_body_bytes: config.max_body_bytes,
             fault_injection: config.fault_injection,
         });

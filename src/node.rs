@@ -11,12 +11,13 @@
 //! A `Store` request is acknowledged only after the chunk is applied here and
 //! queued on every other live node, so the crash of any one node cannot lose
 //! it. Read-your-writes: [`Progress`] counts what was queued on this node and
-//! what it has applied, in the inbox's FIFO order; a `Count` first waits until
-//! `applied` reaches what the coordinator saw as `enqueued` when the GET came in.
+//! what it has applied, in the inbox's FIFO order; a count
+//! ([`Node::count_after_queued`]) first waits until `applied` reaches what was
+//! `enqueued` when the GET came in.
 
-use crate::protocol::{self, FrameError, Request, Response};
+use crate::protocol::{self, Request, Response};
 use crate::store::{Entry, Store};
-use crate::tenants::Tenants;
+use crate::tenants::{TenantId, Tenants};
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::HashMap;
@@ -35,8 +36,9 @@ pub const INBOX_CAPACITY: usize = 65_536;
 pub const MAX_CONNECTIONS: usize = 256;
 /// A connection that sends nothing for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest a `Count` waits for the node to apply what it must see.
-pub const COUNT_WAIT_LIMIT: Duration = Duration::from_secs(5);
+/// Longest a restarting node waits for its source to apply what was queued
+/// on it before copying.
+pub const CATCH_UP_LIMIT: Duration = Duration::from_secs(5);
 /// How often blocked node threads look at their stop flag.
 const STOP_POLL: Duration = Duration::from_millis(20);
 /// Buffer sizes of a node connection.
@@ -274,13 +276,13 @@ impl Node {
 
     /// Copies everything this node holds into `target`, once it has applied
     /// all that was queued on it before the call (see [`Peers`]); false, and
-    /// nothing copied, if it cannot within [`COUNT_WAIT_LIMIT`].
+    /// nothing copied, if it cannot within [`CATCH_UP_LIMIT`].
     fn copy_into(&self, target: &Store) -> bool {
         let queued = self.shared.progress.enqueued();
         let caught_up =
             self.shared
                 .progress
-                .wait_applied(queued, COUNT_WAIT_LIMIT, &self.shared.stopped);
+                .wait_applied(queued, CATCH_UP_LIMIT, &self.shared.stopped);
         if caught_up {
             target.apply(&self.shared.store.snapshot());
         }
@@ -330,6 +332,32 @@ impl Node {
     /// The node answers nothing until `until`.
     pub fn stall_until(&self, until: Instant) {
         *self.shared.stalled_until.lock() = Some(until);
+    }
+
+    /// The count of `tenant` (`None`: a tenant nobody wrote) once this node
+    /// has applied everything queued on it before the call: every write
+    /// acknowledged before then (read-your-writes). A stalled node answers
+    /// nothing until its stall ends; `None` if no answer is possible within
+    /// `limit`.
+    pub fn count_after_queued(&self, tenant: Option<TenantId>, limit: Duration) -> Option<u64> {
+        let queued = self.shared.progress.enqueued();
+        let deadline = Instant::now() + limit;
+        while self.is_stalled() {
+            let now = Instant::now();
+            if now >= deadline || self.shared.stopped.load(Ordering::SeqCst) {
+                return None;
+            }
+            thread::sleep((deadline - now).min(STOP_POLL));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !self
+            .shared
+            .progress
+            .wait_applied(queued, left, &self.shared.stopped)
+        {
+            return None;
+        }
+        Some(tenant.map_or(0, |tenant| self.shared.store.count(tenant)))
     }
 
     pub fn is_stalled(&self) -> bool {
@@ -489,39 +517,16 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
 /// Answers one request; `None` drops the connection (bad frame, or no answer
 /// can be given truthfully).
 fn handle(shared: &Shared, payload: &[u8]) -> Option<Response> {
-    match Request::decode(payload) {
-        Ok(Request::Store { id, entries }) => {
-            let known_tenants = shared.tenants.len() as u64;
-            if entries.iter().any(|e| u64::from(e.tenant) >= known_tenants) {
-                return None;
-            }
-            shared.store.apply(&entries);
-            replicate(shared, entries.into()).ok()?;
-            Some(Response::Stored { id })
-        }
-        Ok(Request::Count {
-            id,
-            min_applied,
-            tenants,
-        }) => {
-            if !shared
-                .progress
-                .wait_applied(min_applied, COUNT_WAIT_LIMIT, &shared.stopped)
-            {
-                return None;
-            }
-            let counts = tenants
-                .iter()
-                .map(|&tenant| match tenant {
-                    protocol::UNKNOWN_TENANT => 0,
-                    tenant => shared.store.count(tenant),
-                })
-                .collect();
-            Some(Response::Counted { id, counts })
-        }
-        Ok(Request::Ping { id }) => Some(Response::Pong { id }),
-        Err(FrameError::Malformed(_) | FrameError::TooLarge(_) | FrameError::Io(_)) => None,
+    let Ok(Request::Store { id, entries }) = Request::decode(payload) else {
+        return None;
+    };
+    let known_tenants = shared.tenants.len() as u64;
+    if entries.iter().any(|e| u64::from(e.tenant) >= known_tenants) {
+        return None;
     }
+    shared.store.apply(&entries);
+    replicate(shared, entries.into()).ok()?;
+    Some(Response::Stored { id })
 }
 
 /// The node stopped while it was replicating; the chunk is not acknowledged.

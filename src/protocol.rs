@@ -8,14 +8,12 @@
 //! | tag | message | body |
 //! | --- | --- | --- |
 //! | 1 | `Store` | `u32` n, then n × (`i64` id, `u64` version, `u32` tenant) |
-//! | 2 | `Count` | `u64` min_applied, `u32` n, then n × `u32` tenant (`u32::MAX`: unknown) |
-//! | 3 | `Ping` | none |
 //! | 129 | `Stored` | none |
-//! | 130 | `Counted` | `u32` n, then n × `u64` count, in the order asked |
-//! | 131 | `Pong` | none |
+//!
+//! Counts do not cross this protocol: the coordinator reads them from the
+//! master's memory (see `Node::count_after_queued`).
 
 use crate::store::Entry;
-use crate::tenants::TenantId;
 use std::fmt;
 use std::io::{self, Read};
 
@@ -27,49 +25,26 @@ const HEADER_BYTES: usize = 1 + 8;
 const STORE_HEADER_BYTES: usize = HEADER_BYTES + 4;
 /// Most entries one `Store` frame carries; a larger chunk is sent as several.
 pub const MAX_ENTRIES_PER_FRAME: usize = (MAX_FRAME_BYTES - STORE_HEADER_BYTES) / ENTRY_BYTES;
-/// Most tenants one `Count` asks about.
-pub const MAX_COUNTS_PER_FRAME: usize = 4096;
-/// The tenant id a `Count` carries for a tenant nobody has written.
-pub const UNKNOWN_TENANT: TenantId = TenantId::MAX;
-
 const TAG_STORE: u8 = 1;
-const TAG_COUNT: u8 = 2;
-const TAG_PING: u8 = 3;
 const TAG_STORED: u8 = 129;
-const TAG_COUNTED: u8 = 130;
-const TAG_PONG: u8 = 131;
 
 /// What the coordinator asks a node.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Request {
     /// Store these entries (the node's chunk of a batch) and replicate them.
-    Store {
-        id: u64,
-        entries: Vec<Entry>,
-    },
-    /// Count tenants once the node has applied `min_applied` queued messages.
-    Count {
-        id: u64,
-        min_applied: u64,
-        tenants: Vec<TenantId>,
-    },
-    Ping {
-        id: u64,
-    },
+    Store { id: u64, entries: Vec<Entry> },
 }
 
 /// What a node answers.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Response {
     Stored { id: u64 },
-    Counted { id: u64, counts: Vec<u64> },
-    Pong { id: u64 },
 }
 
 impl Response {
     pub fn request_id(&self) -> u64 {
         match self {
-            Response::Stored { id } | Response::Counted { id, .. } | Response::Pong { id } => *id,
+            Response::Stored { id } => *id,
         }
     }
 }
@@ -145,34 +120,9 @@ pub fn encode_store(out: &mut Vec<u8>, id: u64, entries: &[Entry]) {
     finish_frame(out);
 }
 
-/// Encodes a `Count` of at most [`MAX_COUNTS_PER_FRAME`] tenants.
-pub fn encode_count(out: &mut Vec<u8>, id: u64, min_applied: u64, tenants: &[TenantId]) {
-    debug_assert!(tenants.len() <= MAX_COUNTS_PER_FRAME);
-    start_frame(out, TAG_COUNT, id);
-    out.extend_from_slice(&min_applied.to_le_bytes());
-    out.extend_from_slice(&(tenants.len() as u32).to_le_bytes());
-    for tenant in tenants {
-        out.extend_from_slice(&tenant.to_le_bytes());
-    }
-    finish_frame(out);
-}
-
-pub fn encode_ping(out: &mut Vec<u8>, id: u64) {
-    start_frame(out, TAG_PING, id);
-    finish_frame(out);
-}
-
 pub fn encode_response(out: &mut Vec<u8>, response: &Response) {
     match response {
         Response::Stored { id } => start_frame(out, TAG_STORED, *id),
-        Response::Counted { id, counts } => {
-            start_frame(out, TAG_COUNTED, *id);
-            out.extend_from_slice(&(counts.len() as u32).to_le_bytes());
-            for count in counts {
-                out.extend_from_slice(&count.to_le_bytes());
-            }
-        }
-        Response::Pong { id } => start_frame(out, TAG_PONG, *id),
     }
     finish_frame(out);
 }
@@ -238,22 +188,6 @@ impl Request {
                 }
                 Request::Store { id, entries }
             }
-            TAG_COUNT => {
-                let min_applied = cursor.u64()?;
-                let n = cursor.u32()? as usize;
-                if n > MAX_COUNTS_PER_FRAME || cursor.0.len() != n * 4 {
-                    return Err(FrameError::Malformed(
-                        "tenant count does not match the frame length",
-                    ));
-                }
-                let tenants = (0..n).map(|_| cursor.u32()).collect::<Result<_, _>>()?;
-                Request::Count {
-                    id,
-                    min_applied,
-                    tenants,
-                }
-            }
-            TAG_PING => Request::Ping { id },
             _ => return Err(FrameError::Malformed("unknown request tag")),
         };
         cursor.end()?;
@@ -268,17 +202,6 @@ impl Response {
         let id = cursor.u64()?;
         let response = match tag {
             TAG_STORED => Response::Stored { id },
-            TAG_COUNTED => {
-                let n = cursor.u32()? as usize;
-                if n > MAX_COUNTS_PER_FRAME || cursor.0.len() != n * 8 {
-                    return Err(FrameError::Malformed(
-                        "count total does not match the frame length",
-                    ));
-                }
-                let counts = (0..n).map(|_| cursor.u64()).collect::<Result<_, _>>()?;
-                Response::Counted { id, counts }
-            }
-            TAG_PONG => Response::Pong { id },
             _ => return Err(FrameError::Malformed("unknown response tag")),
         };
         cursor.end()?;
@@ -317,23 +240,6 @@ mod tests {
             Request::decode(&payload_of(&frame)).unwrap(),
             Request::Store { id: 9, entries }
         );
-
-        encode_count(&mut frame, 10, 77, &[3, UNKNOWN_TENANT]);
-        let count = Request::decode(&payload_of(&frame)).unwrap();
-        assert_eq!(
-            count,
-            Request::Count {
-                id: 10,
-                min_applied: 77,
-                tenants: vec![3, UNKNOWN_TENANT],
-            }
-        );
-
-        encode_ping(&mut frame, 11);
-        assert_eq!(
-            Request::decode(&payload_of(&frame)).unwrap(),
-            Request::Ping { id: 11 }
-        );
     }
 
     #[test]
@@ -341,11 +247,7 @@ mod tests {
         let mut frame = Vec::new();
         for response in [
             Response::Stored { id: 1 },
-            Response::Counted {
-                id: 2,
-                counts: vec![5, 0, u64::MAX],
-            },
-            Response::Pong { id: 3 },
+            Response::Stored { id: u64::MAX },
         ] {
             encode_response(&mut frame, &response);
             assert_eq!(Response::decode(&payload_of(&frame)).unwrap(), response);
@@ -377,11 +279,11 @@ mod tests {
                 "{bad:?}"
             );
         }
-        let mut ping = vec![TAG_PING];
-        ping.extend_from_slice(&[0; 8]);
-        ping.push(0);
+        let mut stored_with_extra = vec![TAG_STORED];
+        stored_with_extra.extend_from_slice(&[0; 8]);
+        stored_with_extra.push(0);
         assert!(matches!(
-            Request::decode(&ping),
+            Response::decode(&stored_with_extra),
             Err(FrameError::Malformed(_))
         ));
     }
