@@ -173,7 +173,7 @@ pub fn bind(choice: PortChoice, avoid: Option<u16>) -> Result<TcpListener, NodeE
 /// What every thread of one node incarnation shares.
 struct Shared {
     id: usize,
-    store: Arc<Store>,
+    store: Store,
     progress: Arc<Progress>,
     tenants: Arc<Tenants>,
     peers: Arc<Peers>,
@@ -182,6 +182,8 @@ struct Shared {
     stop_signal: Receiver<()>,
     stalled_until: Mutex<Option<Instant>>,
     connections: Mutex<Connections>,
+    /// Numbers listeners, so a disconnect cuts only the old one's connections.
+    next_generation: AtomicU64,
 }
 
 /// Open connections, so that a crash or a disconnect can cut them.
@@ -232,7 +234,7 @@ impl Node {
         let (inbox_sender, inbox) = bounded(INBOX_CAPACITY);
         let shared = Arc::new(Shared {
             id,
-            store: Arc::new(Store::new()),
+            store: Store::new(),
             progress: Arc::new(Progress::default()),
             tenants,
             peers,
@@ -240,6 +242,7 @@ impl Node {
             stop_signal,
             stalled_until: Mutex::new(None),
             connections: Mutex::new(Connections::default()),
+            next_generation: AtomicU64::new(0),
         });
         let node = Node {
             id,
@@ -292,7 +295,7 @@ impl Node {
     fn listen_on(&self, listener: TcpListener) -> Result<(), NodeError> {
         let addr = listener.local_addr().map_err(NodeError::Bind)?;
         let mut listening = self.listening.lock();
-        let generation = listening.as_ref().map_or(0, |l| l.generation + 1);
+        let generation = self.shared.next_generation.fetch_add(1, Ordering::Relaxed);
         let closing = Arc::new(AtomicBool::new(false));
         let shared = self.shared.clone();
         let accept_closing = closing.clone();

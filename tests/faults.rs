@@ -206,9 +206,23 @@ fn a_disconnected_node_is_found_on_its_new_port() {
         server.post_items(&items((0..8).map(|id| (id, "d")))).status,
         200
     );
-    for id in [1, 0] {
+    for id in [1, 0, 1] {
         let old = server.nodes()[id]["addr"].clone();
+        let old_addr: std::net::SocketAddr = old.as_str().unwrap().parse().unwrap();
+        let mut open = std::net::TcpStream::connect(old_addr).unwrap();
         assert_fault(&server, id, "disconnect");
+        open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let cut = std::io::Read::read(&mut open, &mut [0u8; 1]);
+        let timed_out = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        };
+        assert!(
+            matches!(&cut, Ok(0)) || cut.as_ref().is_err_and(|e| !timed_out(e)),
+            "connections to the old port are cut: {cut:?}"
+        );
         let nodes = server.nodes();
         assert_eq!(nodes[id]["alive"], true);
         assert_ne!(nodes[id]["addr"], old, "node {id} moved");
@@ -231,7 +245,7 @@ fn a_disconnected_node_is_found_on_its_new_port() {
         "writes reach the moved node"
     );
     assert_eq!(health_master(&server), Some(0));
-    assert_eq!(server.count("d"), 16, "the moved master answers");
+    assert_eq!(server.count("d"), 16, "counts stay exact");
     wait_all_live_hold(&server, 16);
 }
 
