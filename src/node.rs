@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 /// Chunks a node's replication inbox holds before writers wait for it
 /// (back-pressure on ingest when one node falls far behind).
-pub const INBOX_CAPACITY: usize = 65_536;
+pub const INBOX_CAPACITY: usize = 16_384;
 /// Most connections a node serves at once; more are closed on accept.
 pub const MAX_CONNECTIONS: usize = 256;
 /// A connection that sends nothing for this long is closed.

@@ -101,6 +101,8 @@ fn run(server_path: &str, plan: &Plan) -> io::Result<()> {
     drop(server);
 
     let server = Service::start(server_path, 4)?;
+    let idle_rss = server.rss_bytes();
+    let binary_bytes = std::fs::metadata(server_path).map_or(0, |m| m.len());
     let rss_before = server.rss_bytes();
     let growth = ingest(server.addr, 8, 1000, plan.growth_items, 3 << 40)?;
     table.row(
@@ -191,6 +193,11 @@ fn run(server_path: &str, plan: &Plan) -> io::Result<()> {
         "memory: RSS growth {:.1} bytes per item per replica ({} items, 4 replicas)",
         per_item((rss_before, rss_after), plan.growth_items, 4),
         plan.growth_items
+    );
+    println!(
+        "footprint: binary {:.2} MB; idle RSS with 4 nodes {:.1} MB",
+        binary_bytes as f64 / 1e6,
+        idle_rss as f64 / 1e6
     );
     println!("{durable}");
     println!(
