@@ -79,11 +79,26 @@ impl HttpServer {
     }
 }
 
+/// A worker keeps buffers up to this size between requests; a larger one
+/// (a huge batch) is freed, so one big POST does not pin its memory on a
+/// small box for good.
+pub const KEEP_BUFFER_BYTES: usize = 1024 * 1024;
+
 /// Buffers a worker reuses from request to request.
 #[derive(Default)]
 struct Buffers {
     body: Vec<u8>,
     frame: Vec<u8>,
+}
+
+impl Buffers {
+    fn trim(&mut self) {
+        for buffer in [&mut self.body, &mut self.frame] {
+            if buffer.capacity() > KEEP_BUFFER_BYTES {
+                *buffer = Vec::new();
+            }
+        }
+    }
 }
 
 fn serve(server: &Server, api: &Api) {
@@ -96,6 +111,7 @@ fn serve(server: &Server, api: &Api) {
             eprintln!("error: a request handler panicked; the client got 500, the worker goes on");
             buffers = Buffers::default();
         }
+        buffers.trim();
     }
 }
 
