@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use recovery::{State, Tail};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -473,23 +473,40 @@ impl Compactor {
         Ok(state.len())
     }
 
+    /// Writes the snapshot record by record through a buffered file, so
+    /// compaction holds the recovered map and one record, not a copy of
+    /// the whole snapshot.
     fn write_snapshot(&self, state: &State, first_kept: u64) -> Result<u64, WalError> {
         let temp = self.dir.join(SNAPSHOT_TEMP_FILE);
-        let mut out = Vec::with_capacity(SNAPSHOT_MAGIC.len() + 8 + state.len() * 21);
-        out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.extend_from_slice(&first_kept.to_le_bytes());
-        let entries: Vec<Entry> = state.entries().collect();
-        for chunk in entries.chunks(SNAPSHOT_RECORD_ENTRIES) {
-            record::encode_batch(&mut out, chunk, |index| state.name(index));
+        let io_error = |e| WalError::io(&temp, e);
+        let mut file = BufWriter::new(File::create(&temp).map_err(io_error)?);
+        let mut written = (SNAPSHOT_MAGIC.len() + 8) as u64;
+        file.write_all(SNAPSHOT_MAGIC)
+            .and_then(|()| file.write_all(&first_kept.to_le_bytes()))
+            .map_err(io_error)?;
+        let mut entries = state.entries();
+        let mut chunk = Vec::with_capacity(SNAPSHOT_RECORD_ENTRIES);
+        let mut out = Vec::new();
+        loop {
+            chunk.clear();
+            chunk.extend(entries.by_ref().take(SNAPSHOT_RECORD_ENTRIES));
+            out.clear();
+            if chunk.is_empty() {
+                record::encode_end(&mut out, state.len() as u64);
+            } else {
+                record::encode_batch(&mut out, &chunk, |index| state.name(index));
+            }
+            file.write_all(&out).map_err(io_error)?;
+            written += out.len() as u64;
+            if chunk.is_empty() {
+                break;
+            }
         }
-        record::encode_end(&mut out, entries.len() as u64);
-        let mut file = File::create(&temp).map_err(|e| WalError::io(&temp, e))?;
-        file.write_all(&out)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| WalError::io(&temp, e))?;
+        let file = file.into_inner().map_err(|e| io_error(e.into_error()))?;
+        file.sync_all().map_err(io_error)?;
         let path = self.dir.join(SNAPSHOT_FILE);
         fs::rename(&temp, &path).map_err(|e| WalError::io(&path, e))?;
         sync_dir(&self.dir)?;
-        Ok(out.len() as u64)
+        Ok(written)
     }
 }
