@@ -125,11 +125,6 @@ impl WalStats {
         self.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
         self.fsync_max_nanos.fetch_max(nanos, Ordering::Relaxed);
     }
-
-    /// Bytes the data dir holds (snapshot and log).
-    pub fn disk_bytes(&self) -> u64 {
-        self.log_bytes.load(Ordering::Relaxed) + self.snapshot_bytes.load(Ordering::Relaxed)
-    }
 }
 
 enum WriterMessage {
