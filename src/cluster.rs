@@ -5,7 +5,7 @@
 //! the node's current incarnation and address, so a node that moved to
 //! another port is found there without any manual step.
 
-use crate::client::Pool;
+use crate::coordinator::pool::Pool;
 use crate::node::{self, Node, NodeError, Peers, PortChoice, Seed};
 use crate::store::Entry;
 use crate::tenants::Tenants;

@@ -16,35 +16,32 @@
 //! folds the snapshot and the closed segments into a new snapshot, and
 //! deletes those segments, so disk use follows the live data.
 
+mod compactor;
 pub mod record;
 pub mod recovery;
+mod writer;
 
 use crate::store::Entry;
 use crate::tenants::Tenants;
+use compactor::Compactor;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use parking_lot::Mutex;
-use recovery::{State, Tail};
+use recovery::Tail;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
+use writer::{Writer, WriterMessage};
 
 pub const LOCK_FILE: &str = "LOCK";
 pub const SNAPSHOT_FILE: &str = "snapshot";
-const SNAPSHOT_TEMP_FILE: &str = "snapshot.tmp";
 pub const SNAPSHOT_MAGIC: &[u8] = b"DCSNAP01";
 /// Records waiting for the writer before POSTs wait to hand theirs over.
 pub const WRITER_QUEUE: usize = 1024;
-/// Most bytes written (and synced) as one group.
-pub const GROUP_MAX_BYTES: usize = 8 * 1024 * 1024;
-/// The log is compacted once it holds more than this and more than the snapshot.
-pub const COMPACT_MIN_BYTES: u64 = 4 * 1024 * 1024;
-/// Items per record in a snapshot.
-const SNAPSHOT_RECORD_ENTRIES: usize = 65_536;
 
 /// When the writer syncs the log to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,13 +122,6 @@ impl WalStats {
         self.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
         self.fsync_max_nanos.fetch_max(nanos, Ordering::Relaxed);
     }
-}
-
-enum WriterMessage {
-    Append(Vec<u8>, Sender<io::Result<()>>),
-    /// Close the current segment and start the next; answers its number.
-    Rotate(Sender<io::Result<u64>>),
-    Stop,
 }
 
 /// What a data dir held at startup.
@@ -315,193 +305,4 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| WalError::io(dir, e))
-}
-
-/// The writer thread: group commit.
-struct Writer {
-    dir: PathBuf,
-    file: File,
-    number: u64,
-    policy: FsyncPolicy,
-    stats: Arc<WalStats>,
-    compact_trigger: Sender<()>,
-}
-
-impl Writer {
-    fn run(mut self, inbox: &Receiver<WriterMessage>) {
-        let mut group = Vec::new();
-        let mut waiting = Vec::new();
-        let mut rotations = Vec::new();
-        let mut stopping = false;
-        while !stopping {
-            let Ok(first) = inbox.recv() else { break };
-            let mut next = Some(first);
-            while let Some(message) = next.take() {
-                match message {
-                    WriterMessage::Append(bytes, done) => {
-                        group.extend_from_slice(&bytes);
-                        waiting.push(done);
-                    }
-                    WriterMessage::Rotate(done) => rotations.push(done),
-                    WriterMessage::Stop => stopping = true,
-                }
-                if group.len() < GROUP_MAX_BYTES && !stopping {
-                    next = inbox.try_recv().ok();
-                }
-            }
-            let written = self.write_group(&group);
-            for done in waiting.drain(..) {
-                let _ = done.send(written.as_ref().map(|_| ()).map_err(copy_error));
-            }
-            if let Err(e) = written {
-                // A partly written group must not be followed by more records
-                // (recovery would rightly call that damage): stop taking writes.
-                eprintln!("log write failed, refusing further writes: {e}");
-                return;
-            }
-            group.clear();
-            for done in rotations.drain(..) {
-                let _ = done.send(self.rotate());
-            }
-            self.maybe_compact();
-        }
-    }
-
-    fn write_group(&mut self, group: &[u8]) -> io::Result<()> {
-        if group.is_empty() {
-            return Ok(());
-        }
-        self.file.write_all(group)?;
-        self.stats
-            .log_bytes
-            .fetch_add(group.len() as u64, Ordering::Relaxed);
-        if self.policy == FsyncPolicy::Always {
-            let started = Instant::now();
-            self.file.sync_data()?;
-            self.stats.record_fsync(started);
-        }
-        Ok(())
-    }
-
-    fn rotate(&mut self) -> io::Result<u64> {
-        self.file.sync_all()?;
-        let next = self.number + 1;
-        self.file = create_segment(&self.dir, next).map_err(|e| io::Error::other(e.to_string()))?;
-        self.number = next;
-        Ok(next)
-    }
-
-    fn maybe_compact(&self) {
-        let log = self.stats.log_bytes.load(Ordering::Relaxed);
-        let snapshot = self.stats.snapshot_bytes.load(Ordering::Relaxed);
-        if log > COMPACT_MIN_BYTES.max(snapshot) {
-            // Full means a compaction is already asked for.
-            let _ = self.compact_trigger.try_send(());
-        }
-    }
-}
-
-fn copy_error(error: &io::Error) -> io::Error {
-    io::Error::new(error.kind(), error.to_string())
-}
-
-/// The compactor thread: folds closed segments into a new snapshot.
-struct Compactor {
-    dir: PathBuf,
-    files: Arc<Mutex<()>>,
-    stats: Arc<WalStats>,
-    writer_queue: Sender<WriterMessage>,
-}
-
-impl Compactor {
-    fn run(self, requests: &Receiver<()>) {
-        while requests.recv().is_ok() {
-            let started = Instant::now();
-            match self.compact() {
-                Ok(items) => eprintln!(
-                    "compaction: snapshot of {items} items ({} bytes) in {} ms",
-                    self.stats.snapshot_bytes.load(Ordering::Relaxed),
-                    started.elapsed().as_millis()
-                ),
-                Err(WalError::Closed) => return,
-                Err(e) => eprintln!("compaction failed, the log keeps growing: {e}"),
-            }
-        }
-    }
-
-    fn compact(&self) -> Result<usize, WalError> {
-        let _files = self.files.lock();
-        let (done, wait) = bounded(1);
-        self.writer_queue
-            .send(WriterMessage::Rotate(done))
-            .map_err(|_| WalError::Closed)?;
-        let first_kept = wait
-            .recv()
-            .map_err(|_| WalError::Closed)?
-            .map_err(|e| WalError::io(&self.dir, e))?;
-        let mut state = State::default();
-        let first = recovery::read_snapshot(&self.dir, &mut state)?;
-        let closed: Vec<(u64, PathBuf)> = recovery::segments(&self.dir)?
-            .into_iter()
-            .filter(|(number, _)| *number < first_kept)
-            .collect();
-        for (_, path) in closed.iter().filter(|(number, _)| *number >= first) {
-            recovery::read_segment(path, false, Tail::Leave, &mut state)?;
-        }
-        let snapshot_bytes = self.write_snapshot(&state, first_kept)?;
-        let mut freed = 0;
-        for (_, path) in &closed {
-            freed += file_len(path);
-            fs::remove_file(path).map_err(|e| WalError::io(path, e))?;
-        }
-        sync_dir(&self.dir)?;
-        self.stats
-            .snapshot_bytes
-            .store(snapshot_bytes, Ordering::Relaxed);
-        let _ = self
-            .stats
-            .log_bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |log| {
-                Some(log.saturating_sub(freed))
-            });
-        self.stats.compactions.fetch_add(1, Ordering::Relaxed);
-        Ok(state.len())
-    }
-
-    /// Writes the snapshot record by record through a buffered file, so
-    /// compaction holds the recovered map and one record, not a copy of
-    /// the whole snapshot.
-    fn write_snapshot(&self, state: &State, first_kept: u64) -> Result<u64, WalError> {
-        let temp = self.dir.join(SNAPSHOT_TEMP_FILE);
-        let io_error = |e| WalError::io(&temp, e);
-        let mut file = BufWriter::new(File::create(&temp).map_err(io_error)?);
-        let mut written = (SNAPSHOT_MAGIC.len() + 8) as u64;
-        file.write_all(SNAPSHOT_MAGIC)
-            .and_then(|()| file.write_all(&first_kept.to_le_bytes()))
-            .map_err(io_error)?;
-        let mut entries = state.entries();
-        let mut chunk = Vec::with_capacity(SNAPSHOT_RECORD_ENTRIES);
-        let mut out = Vec::new();
-        loop {
-            chunk.clear();
-            chunk.extend(entries.by_ref().take(SNAPSHOT_RECORD_ENTRIES));
-            out.clear();
-            if chunk.is_empty() {
-                record::encode_end(&mut out, state.len() as u64);
-            } else {
-                record::encode_batch(&mut out, &chunk, |index| state.name(index));
-            }
-            file.write_all(&out).map_err(io_error)?;
-            written += out.len() as u64;
-            if chunk.is_empty() {
-                break;
-            }
-        }
-        let file = file.into_inner().map_err(|e| io_error(e.into_error()))?;
-        file.sync_all().map_err(io_error)?;
-        let path = self.dir.join(SNAPSHOT_FILE);
-        fs::rename(&temp, &path).map_err(|e| WalError::io(&path, e))?;
-        sync_dir(&self.dir)?;
-        Ok(written)
-    }
 }

@@ -6,11 +6,13 @@
 //! earlier one, and a batch sent after another was answered wins over it.
 //! Nodes apply last-writer-wins on these versions, so they all agree.
 
+pub mod pool;
+
 use crate::batch::Item;
-use crate::client::{CallError, Connection};
 use crate::cluster::{Cluster, Slot};
 use crate::protocol::{self, Response};
 use crate::store::Entry;
+use pool::{CallError, Connection};
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;

@@ -1,0 +1,118 @@
+//! The compactor thread: folds the snapshot and the closed log segments into
+//! a new snapshot, so disk use follows the live data.
+
+use super::recovery::{self, State, Tail};
+use super::writer::WriterMessage;
+use super::{SNAPSHOT_FILE, SNAPSHOT_MAGIC, WalError, WalStats, file_len, record, sync_dir};
+use crossbeam_channel::{Receiver, Sender, bounded};
+use parking_lot::Mutex;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+const SNAPSHOT_TEMP_FILE: &str = "snapshot.tmp";
+/// Items per record in a snapshot.
+const SNAPSHOT_RECORD_ENTRIES: usize = 65_536;
+
+pub(super) struct Compactor {
+    pub(super) dir: PathBuf,
+    pub(super) files: Arc<Mutex<()>>,
+    pub(super) stats: Arc<WalStats>,
+    pub(super) writer_queue: Sender<WriterMessage>,
+}
+
+impl Compactor {
+    pub(super) fn run(self, requests: &Receiver<()>) {
+        while requests.recv().is_ok() {
+            let started = Instant::now();
+            match self.compact() {
+                Ok(items) => eprintln!(
+                    "compaction: snapshot of {items} items ({} bytes) in {} ms",
+                    self.stats.snapshot_bytes.load(Ordering::Relaxed),
+                    started.elapsed().as_millis()
+                ),
+                Err(WalError::Closed) => return,
+                Err(e) => eprintln!("compaction failed, the log keeps growing: {e}"),
+            }
+        }
+    }
+
+    fn compact(&self) -> Result<usize, WalError> {
+        let _files = self.files.lock();
+        let (done, wait) = bounded(1);
+        self.writer_queue
+            .send(WriterMessage::Rotate(done))
+            .map_err(|_| WalError::Closed)?;
+        let first_kept = wait
+            .recv()
+            .map_err(|_| WalError::Closed)?
+            .map_err(|e| WalError::io(&self.dir, e))?;
+        let mut state = State::default();
+        let first = recovery::read_snapshot(&self.dir, &mut state)?;
+        let closed: Vec<(u64, PathBuf)> = recovery::segments(&self.dir)?
+            .into_iter()
+            .filter(|(number, _)| *number < first_kept)
+            .collect();
+        for (_, path) in closed.iter().filter(|(number, _)| *number >= first) {
+            recovery::read_segment(path, false, Tail::Leave, &mut state)?;
+        }
+        let snapshot_bytes = self.write_snapshot(&state, first_kept)?;
+        let mut freed = 0;
+        for (_, path) in &closed {
+            freed += file_len(path);
+            fs::remove_file(path).map_err(|e| WalError::io(path, e))?;
+        }
+        sync_dir(&self.dir)?;
+        self.stats
+            .snapshot_bytes
+            .store(snapshot_bytes, Ordering::Relaxed);
+        let _ = self
+            .stats
+            .log_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |log| {
+                Some(log.saturating_sub(freed))
+            });
+        self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+        Ok(state.len())
+    }
+
+    /// Writes the snapshot record by record through a buffered file, so
+    /// compaction holds the recovered map and one record, not a copy of
+    /// the whole snapshot.
+    fn write_snapshot(&self, state: &State, first_kept: u64) -> Result<u64, WalError> {
+        let temp = self.dir.join(SNAPSHOT_TEMP_FILE);
+        let io_error = |e| WalError::io(&temp, e);
+        let mut file = BufWriter::new(File::create(&temp).map_err(io_error)?);
+        let mut written = (SNAPSHOT_MAGIC.len() + 8) as u64;
+        file.write_all(SNAPSHOT_MAGIC)
+            .and_then(|()| file.write_all(&first_kept.to_le_bytes()))
+            .map_err(io_error)?;
+        let mut entries = state.entries();
+        let mut chunk = Vec::with_capacity(SNAPSHOT_RECORD_ENTRIES);
+        let mut out = Vec::new();
+        loop {
+            chunk.clear();
+            chunk.extend(entries.by_ref().take(SNAPSHOT_RECORD_ENTRIES));
+            out.clear();
+            if chunk.is_empty() {
+                record::encode_end(&mut out, state.len() as u64);
+            } else {
+                record::encode_batch(&mut out, &chunk, |index| state.name(index));
+            }
+            file.write_all(&out).map_err(io_error)?;
+            written += out.len() as u64;
+            if chunk.is_empty() {
+                break;
+            }
+        }
+        let file = file.into_inner().map_err(|e| io_error(e.into_error()))?;
+        file.sync_all().map_err(io_error)?;
+        let path = self.dir.join(SNAPSHOT_FILE);
+        fs::rename(&temp, &path).map_err(|e| WalError::io(&path, e))?;
+        sync_dir(&self.dir)?;
+        Ok(written)
+    }
+}
