@@ -7,7 +7,7 @@
 
 use crate::coordinator::pool::Pool;
 use crate::node::{self, Node, NodeError, Peers, PortChoice, Seed};
-use crate::store::Entry;
+use crate::store::Store;
 use crate::tenants::Tenants;
 use crate::wal::{Wal, WalError};
 use parking_lot::{Mutex, RwLock};
@@ -66,6 +66,19 @@ pub struct NodeStatus {
     pub lag: u64,
 }
 
+/// A fault to inject into one node (`POST /nodes/{id}/{fault}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The node dies at once: listener closed, threads ended, memory dropped.
+    Crash,
+    /// A dead node starts again, copies the data of a live node, then serves.
+    Restart,
+    /// Simulated network failure: the node listens again on another port.
+    Disconnect,
+    /// The node answers nothing for this long.
+    Stall(Duration),
+}
+
 /// Why a fault operation was refused.
 #[derive(Debug)]
 pub enum FaultError {
@@ -90,7 +103,38 @@ impl fmt::Display for FaultError {
     }
 }
 
-impl std::error::Error for FaultError {}
+impl FaultError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            FaultError::UnknownNode(_) => 404,
+            FaultError::WrongState { .. } => 409,
+            FaultError::Node(_) | FaultError::Disk(_) => 503,
+        }
+    }
+}
+
+impl std::error::Error for FaultError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FaultError::Node(e) => Some(e),
+            FaultError::Disk(e) => Some(e),
+            FaultError::UnknownNode(_) | FaultError::WrongState { .. } => None,
+        }
+    }
+}
+
+impl From<NodeError> for FaultError {
+    fn from(e: NodeError) -> Self {
+        FaultError::Node(e)
+    }
+}
+
+impl From<WalError> for FaultError {
+    fn from(e: WalError) -> Self {
+        FaultError::Disk(e)
+    }
+}
 
 pub struct Cluster {
     slots: Vec<Slot>,
@@ -98,23 +142,18 @@ pub struct Cluster {
     tenants: Arc<Tenants>,
     peers: Arc<Peers>,
     node_port: u16,
-    /// The log, in durable mode: a node restarted with no live node to copy
-    /// from recovers from it.
-    wal: Option<Arc<Wal>>,
     /// One fault operation at a time.
     changes: Mutex<()>,
 }
 
 impl Cluster {
-    /// Starts `count` nodes on ports from `node_port` (0: any), node 0 master.
     /// Starts `count` nodes on ports from `node_port` (0: any), each holding
     /// `initial`; node 0 is master.
     pub fn start(
         count: usize,
         node_port: u16,
         tenants: Arc<Tenants>,
-        initial: &[Entry],
-        wal: Option<Arc<Wal>>,
+        initial: &Store,
     ) -> Result<Cluster, NodeError> {
         let peers = Arc::new(Peers::default());
         let mut slots = Vec::with_capacity(count);
@@ -133,7 +172,7 @@ impl Cluster {
                 listener,
                 tenants.clone(),
                 peers.clone(),
-                Seed::Entries(initial),
+                Seed::Recovered(initial),
             )?;
             slots.push(Slot {
                 id,
@@ -149,7 +188,6 @@ impl Cluster {
             tenants,
             peers,
             node_port,
-            wal,
             changes: Mutex::new(()),
         })
     }
@@ -217,7 +255,7 @@ impl Cluster {
     }
 
     /// The node dies at once: listener closed, threads ended, memory dropped.
-    pub fn crash(&self, id: usize) -> Result<(), FaultError> {
+    fn crash(&self, id: usize) -> Result<(), FaultError> {
         let _change = self.changes.lock();
         let slot = self.slot(id)?;
         let node = slot.node.write().take().ok_or(FaultError::WrongState {
@@ -248,8 +286,19 @@ impl Cluster {
             .map(|(slot, _)| slot.id)
     }
 
+    /// Injects `fault` into node `id`. `wal` is the log in durable mode: a
+    /// node restarted while no other lives recovers from it.
+    pub fn inject(&self, id: usize, fault: Fault, wal: Option<&Wal>) -> Result<(), FaultError> {
+        match fault {
+            Fault::Crash => self.crash(id),
+            Fault::Restart => self.restart(id, wal),
+            Fault::Disconnect => self.disconnect(id).map(|_| ()),
+            Fault::Stall(duration) => self.stall(id, duration),
+        }
+    }
+
     /// A dead node starts empty, copies the data of a live node, then serves.
-    pub fn restart(&self, id: usize) -> Result<(), FaultError> {
+    fn restart(&self, id: usize, wal: Option<&Wal>) -> Result<(), FaultError> {
         let _change = self.changes.lock();
         let slot = self.slot(id)?;
         if slot.node().is_some() {
@@ -263,18 +312,17 @@ impl Cluster {
         let mut sources: Vec<Arc<Node>> = self.live().into_iter().map(|(_, node)| node).collect();
         let master = self.master_id();
         sources.sort_by_key(|node| (node.is_stalled(), Some(node.id) != master));
-        let recovered = match (&self.wal, sources.is_empty()) {
-            (Some(wal), true) => Some(wal.load(&self.tenants).map_err(FaultError::Disk)?),
+        let recovered = match (wal, sources.is_empty()) {
+            (Some(wal), true) => Some(wal.load(&self.tenants)?),
             _ => None,
         };
         let seed = match &recovered {
-            Some(entries) => Seed::Entries(entries),
+            Some(recovered) => Seed::Recovered(&recovered.store),
             None if sources.is_empty() => Seed::Empty,
             None => Seed::CopyFrom(&sources),
         };
-        let listener = node::bind(self.port_choice(), None).map_err(FaultError::Node)?;
-        let node = Node::start(id, listener, self.tenants.clone(), self.peers.clone(), seed)
-            .map_err(FaultError::Node)?;
+        let listener = node::bind(self.port_choice(), None)?;
+        let node = Node::start(id, listener, self.tenants.clone(), self.peers.clone(), seed)?;
         let addr = node.addr();
         *slot.node.write() = Some(Arc::new(node));
         slot.mark_answering();
@@ -298,7 +346,7 @@ impl Cluster {
     }
 
     /// Simulated network failure: the node listens again on another port.
-    pub fn disconnect(&self, id: usize) -> Result<SocketAddr, FaultError> {
+    fn disconnect(&self, id: usize) -> Result<SocketAddr, FaultError> {
         let _change = self.changes.lock();
         let (slot, node) = self.live_node(id, "is dead")?;
         let old_port = node.addr().map(|addr| addr.port());
@@ -306,10 +354,9 @@ impl Cluster {
             (PortChoice::From(_), Some(port)) => PortChoice::From(port.saturating_add(1)),
             (choice, _) => choice,
         };
-        let listener = node::bind(choice, old_port)
-            .or_else(|_| node::bind(PortChoice::Any, old_port))
-            .map_err(FaultError::Node)?;
-        node.move_to(listener).map_err(FaultError::Node)?;
+        let listener =
+            node::bind(choice, old_port).or_else(|_| node::bind(PortChoice::Any, old_port))?;
+        node.move_to(listener)?;
         slot.pool.clear();
         let addr = node.addr().ok_or(FaultError::WrongState {
             id,
@@ -320,7 +367,7 @@ impl Cluster {
     }
 
     /// The node stops answering for `duration`.
-    pub fn stall(&self, id: usize, duration: Duration) -> Result<(), FaultError> {
+    fn stall(&self, id: usize, duration: Duration) -> Result<(), FaultError> {
         let _change = self.changes.lock();
         let (_, node) = self.live_node(id, "is dead")?;
         node.stall_until(Instant::now() + duration);

@@ -18,6 +18,7 @@
 
 pub mod batch;
 pub mod cluster;
+pub mod codec;
 pub mod config;
 pub mod coordinator;
 pub mod http;
@@ -27,6 +28,7 @@ pub mod protocol;
 pub mod service;
 pub mod store;
 pub mod tenants;
+pub mod version;
 pub mod wal;
 
 pub use service::{Service, StartError, run};

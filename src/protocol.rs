@@ -13,14 +13,13 @@
 //! Counts do not cross this protocol: the coordinator reads them from the
 //! master's memory (see `Node::count_after_queued`).
 
+use crate::codec::{self, ENTRY_BYTES, Reader};
 use crate::store::Entry;
 use std::fmt;
 use std::io::{self, Read};
 
 /// Largest frame payload accepted, in bytes.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
-/// Bytes of one entry in a `Store` frame.
-pub const ENTRY_BYTES: usize = 20;
 const HEADER_BYTES: usize = 1 + 8;
 const STORE_HEADER_BYTES: usize = HEADER_BYTES + 4;
 /// Most entries one `Store` frame carries; a larger chunk is sent as several.
@@ -113,9 +112,7 @@ pub fn encode_store(out: &mut Vec<u8>, id: u64, entries: &[Entry]) {
     out.reserve(4 + entries.len() * ENTRY_BYTES);
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for entry in entries {
-        out.extend_from_slice(&entry.id.to_le_bytes());
-        out.extend_from_slice(&entry.version.to_le_bytes());
-        out.extend_from_slice(&entry.tenant.to_le_bytes());
+        codec::put_entry(out, entry.raw());
     }
     finish_frame(out);
 }
@@ -127,91 +124,49 @@ pub fn encode_response(out: &mut Vec<u8>, response: &Response) {
     finish_frame(out);
 }
 
-/// Reads fixed-size little-endian fields off a payload.
-struct Cursor<'a>(&'a [u8]);
-
-impl Cursor<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], FrameError> {
-        let (head, rest) = self
-            .0
-            .split_first_chunk::<N>()
-            .ok_or(FrameError::Malformed("payload ends too early"))?;
-        self.0 = rest;
-        Ok(*head)
-    }
-
-    fn u8(&mut self) -> Result<u8, FrameError> {
-        Ok(self.take::<1>()?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, FrameError> {
-        Ok(u32::from_le_bytes(self.take()?))
-    }
-
-    fn u64(&mut self) -> Result<u64, FrameError> {
-        Ok(u64::from_le_bytes(self.take()?))
-    }
-
-    fn i64(&mut self) -> Result<i64, FrameError> {
-        Ok(i64::from_le_bytes(self.take()?))
-    }
-
-    fn end(&self) -> Result<(), FrameError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(FrameError::Malformed("trailing bytes after the body"))
-        }
-    }
-}
+const TOO_SHORT: FrameError = FrameError::Malformed("payload ends too early");
 
 impl Request {
     pub fn decode(payload: &[u8]) -> Result<Request, FrameError> {
-        let mut cursor = Cursor(payload);
-        let tag = cursor.u8()?;
-        let id = cursor.u64()?;
-        let request = match tag {
+        let mut reader = Reader::new(payload);
+        let tag = reader.u8().map_err(|_| TOO_SHORT)?;
+        let id = reader.u64().map_err(|_| TOO_SHORT)?;
+        match tag {
             TAG_STORE => {
-                let n = cursor.u32()? as usize;
-                if cursor.0.len() != n.saturating_mul(ENTRY_BYTES) {
-                    return Err(FrameError::Malformed(
-                        "entry count does not match the frame length",
-                    ));
-                }
-                let mut entries = Vec::with_capacity(n);
-                for _ in 0..n {
-                    entries.push(Entry {
-                        id: cursor.i64()?,
-                        version: cursor.u64()?,
-                        tenant: cursor.u32()?,
-                    });
-                }
-                Request::Store { id, entries }
+                let n = reader.u32().map_err(|_| TOO_SHORT)? as usize;
+                let entries = reader.entries_to_end(n).map_err(|_| {
+                    FrameError::Malformed("entry count does not match the frame length")
+                })?;
+                Ok(Request::Store {
+                    id,
+                    entries: entries.into_iter().map(Entry::from_raw).collect(),
+                })
             }
-            _ => return Err(FrameError::Malformed("unknown request tag")),
-        };
-        cursor.end()?;
-        Ok(request)
+            _ => Err(FrameError::Malformed("unknown request tag")),
+        }
     }
 }
 
 impl Response {
     pub fn decode(payload: &[u8]) -> Result<Response, FrameError> {
-        let mut cursor = Cursor(payload);
-        let tag = cursor.u8()?;
-        let id = cursor.u64()?;
-        let response = match tag {
-            TAG_STORED => Response::Stored { id },
-            _ => return Err(FrameError::Malformed("unknown response tag")),
-        };
-        cursor.end()?;
-        Ok(response)
+        let mut reader = Reader::new(payload);
+        let tag = reader.u8().map_err(|_| TOO_SHORT)?;
+        let id = reader.u64().map_err(|_| TOO_SHORT)?;
+        if !reader.is_empty() {
+            return Err(FrameError::Malformed("trailing bytes after the body"));
+        }
+        match tag {
+            TAG_STORED => Ok(Response::Stored { id }),
+            _ => Err(FrameError::Malformed("unknown response tag")),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tenants::TenantId;
+    use crate::version::Version;
 
     fn payload_of(frame: &[u8]) -> Vec<u8> {
         let mut payload = Vec::new();
@@ -224,13 +179,13 @@ mod tests {
         let entries = vec![
             Entry {
                 id: i64::MIN,
-                version: u64::MAX,
-                tenant: 7,
+                version: Version::new(u64::MAX),
+                tenant: TenantId::new(7),
             },
             Entry {
                 id: 42,
-                version: 1,
-                tenant: 0,
+                version: Version::new(1),
+                tenant: TenantId::new(0),
             },
         ];
         let mut frame = Vec::new();

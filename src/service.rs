@@ -8,7 +8,7 @@ use crate::http::{Api, HttpServer};
 use crate::metrics::Metrics;
 use crate::node::NodeError;
 use crate::tenants::Tenants;
-use crate::wal::{Wal, WalError};
+use crate::wal::{Recovered, Wal, WalError};
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -50,31 +50,21 @@ impl Service {
         let listener =
             TcpListener::bind(config.listen).map_err(|e| StartError::Listen(config.listen, e))?;
         let tenants = Arc::new(Tenants::new());
-        let (wal, initial, last_version) = match &config.data_dir {
+        let (wal, initial) = match &config.data_dir {
             Some(dir) => {
                 let (wal, recovered) =
                     Wal::open(dir, config.fsync, &tenants).map_err(StartError::Disk)?;
-                (
-                    Some(Arc::new(wal)),
-                    recovered.entries,
-                    recovered.max_version,
-                )
+                (Some(wal), recovered)
             }
-            None => (None, Vec::new(), 0),
+            None => (None, Recovered::default()),
         };
-        let cluster = Cluster::start(
-            config.nodes,
-            config.node_port,
-            tenants,
-            &initial,
-            wal.clone(),
-        )
-        .map_err(StartError::Nodes)?;
+        let last_version = initial.max_version;
+        let cluster = Cluster::start(config.nodes, config.node_port, tenants, &initial.store)
+            .map_err(StartError::Nodes)?;
         drop(initial);
         let cluster = Arc::new(cluster);
         let api = Arc::new(Api {
-            coordinator: Coordinator::new(cluster.clone(), last_version),
-            wal,
+            coordinator: Coordinator::new(cluster.clone(), wal, last_version),
             metrics: Metrics::default(),
             max_body_bytes: config.max_body_bytes,
             fault_injection: config.fault_injection,

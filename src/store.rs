@@ -6,7 +6,9 @@
 //! (a stop-the-world pause on a large map), and so that the coordinator's
 //! direct writes and background replication rarely wait on each other.
 
+use crate::codec::RawEntry;
 use crate::tenants::TenantId;
+use crate::version::Version;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
@@ -21,11 +23,39 @@ pub const SHARDS: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
     pub id: i64,
-    pub version: u64,
+    pub version: Version,
     pub tenant: TenantId,
 }
 
-/// An ID as a map key, aligned to 4 bytes so a key and its [`Slot`] take 20
+impl Entry {
+    /// The entry as the codec writes it, with its interned tenant id.
+    pub fn raw(self) -> RawEntry {
+        RawEntry {
+            id: self.id,
+            version: self.version,
+            tenant: self.tenant.get(),
+        }
+    }
+
+    /// An entry read by the codec whose tenant number is an interned id.
+    pub fn from_raw(raw: RawEntry) -> Entry {
+        Entry {
+            id: raw.id,
+            version: raw.version,
+            tenant: TenantId::new(raw.tenant),
+        }
+    }
+}
+
+/// Last-writer-wins, the one rule every copy of the data applies: a write
+/// replaces what is stored only if its version is higher. Versions are
+/// unique per write, so an equal version is the same write seen again and
+/// changes nothing.
+pub fn replaces(new: Version, stored: Version) -> bool {
+    new > stored
+}
+
+/// An ID as a map key, aligned to 4 bytes so a key and its [`Value`] take 20
 /// bytes in the table instead of 24.
 #[repr(C, packed(4))]
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -40,8 +70,8 @@ impl Hash for Key {
 
 #[repr(C, packed(4))]
 #[derive(Clone, Copy)]
-struct Slot {
-    version: u64,
+struct Value {
+    version: Version,
     tenant: TenantId,
 }
 
@@ -104,7 +134,7 @@ fn shard_of(id: i64) -> usize {
     SHARD_OF_UNIT[((hash * SHARE_UNITS as u64) >> 32) as usize] as usize
 }
 
-type Shard = HashMap<Key, Slot, BuildHasherDefault<IdHasher>>;
+type Shard = HashMap<Key, Value, BuildHasherDefault<IdHasher>>;
 
 pub struct Store {
     shards: Vec<Mutex<Shard>>,
@@ -138,7 +168,7 @@ impl Store {
         let counts = self.counts.read();
         for entry in entries {
             let mut shard = self.shards[shard_of(entry.id)].lock();
-            let new = Slot {
+            let new = Value {
                 version: entry.version,
                 tenant: entry.tenant,
             };
@@ -146,18 +176,17 @@ impl Store {
                 MapEntry::Vacant(vacant) => {
                     vacant.insert(new);
                     self.items.fetch_add(1, Ordering::Relaxed);
-                    counts[entry.tenant as usize].fetch_add(1, Ordering::Relaxed);
+                    counts[entry.tenant.index()].fetch_add(1, Ordering::Relaxed);
                 }
                 MapEntry::Occupied(mut occupied) => {
                     let old = *occupied.get();
-                    let old_version = old.version;
-                    if entry.version <= old_version {
+                    if !replaces(entry.version, old.version) {
                         continue;
                     }
                     let old_tenant = old.tenant;
                     if old_tenant != entry.tenant {
-                        counts[old_tenant as usize].fetch_sub(1, Ordering::Relaxed);
-                        counts[entry.tenant as usize].fetch_add(1, Ordering::Relaxed);
+                        counts[old_tenant.index()].fetch_sub(1, Ordering::Relaxed);
+                        counts[entry.tenant.index()].fetch_add(1, Ordering::Relaxed);
                     }
                     occupied.insert(new);
                 }
@@ -166,7 +195,7 @@ impl Store {
     }
 
     fn grow_counts(&self, max_tenant: TenantId) {
-        let needed = max_tenant as usize + 1;
+        let needed = max_tenant.index() + 1;
         if self.counts.read().len() >= needed {
             return;
         }
@@ -180,7 +209,7 @@ impl Store {
     pub fn count(&self, tenant: TenantId) -> u64 {
         self.counts
             .read()
-            .get(tenant as usize)
+            .get(tenant.index())
             .map_or(0, |count| count.load(Ordering::Relaxed))
     }
 
@@ -193,15 +222,55 @@ impl Store {
         self.len() == 0
     }
 
+    /// A copy of this store, one shard locked at a time, so writers go on.
+    pub fn copy(&self) -> Store {
+        let counts = self
+            .counts
+            .read()
+            .iter()
+            .map(|count| AtomicU64::new(count.load(Ordering::Relaxed)))
+            .collect();
+        Store {
+            shards: self
+                .shards
+                .iter()
+                .map(|shard| Mutex::new(shard.lock().clone()))
+                .collect(),
+            counts: RwLock::new(counts),
+            items: AtomicU64::new(self.len()),
+        }
+    }
+
+    /// Applies every item of `other` to this store (last-writer-wins), a
+    /// shard at a time.
+    pub fn absorb(&self, other: &Store) {
+        other.for_each_shard(|entries| self.apply(entries));
+    }
+
+    /// Calls `visit` with every item, a shard's worth of entries at a time,
+    /// so a caller can stream the store without a copy of all of it.
+    pub fn for_each_shard(&self, mut visit: impl FnMut(&[Entry])) {
+        let mut entries = Vec::new();
+        for shard in &self.shards {
+            entries.clear();
+            entries.extend(shard.lock().iter().map(|(key, value)| Entry {
+                id: key.0,
+                version: value.version,
+                tenant: value.tenant,
+            }));
+            visit(&entries);
+        }
+    }
+
     /// Every item as an entry, one shard locked at a time, so writers go on.
-    pub fn snapshot(&self) -> Vec<Entry> {
+    pub fn entries(&self) -> Vec<Entry> {
         let mut entries = Vec::with_capacity(self.len() as usize);
         for shard in &self.shards {
             let shard = shard.lock();
-            entries.extend(shard.iter().map(|(key, slot)| Entry {
+            entries.extend(shard.iter().map(|(key, value)| Entry {
                 id: key.0,
-                version: slot.version,
-                tenant: slot.tenant,
+                version: value.version,
+                tenant: value.tenant,
             }));
         }
         entries
@@ -212,12 +281,16 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn entry(id: i64, version: u64, tenant: TenantId) -> Entry {
+    fn entry(id: i64, version: u64, tenant: u32) -> Entry {
         Entry {
             id,
-            version,
-            tenant,
+            version: Version::new(version),
+            tenant: TenantId::new(tenant),
         }
+    }
+
+    fn count(store: &Store, tenant: u32) -> u64 {
+        store.count(TenantId::new(tenant))
     }
 
     #[test]
@@ -235,7 +308,10 @@ mod tests {
             backward.apply(std::slice::from_ref(write));
         }
         for store in [&forward, &backward] {
-            assert_eq!((store.count(0), store.count(1), store.count(2)), (1, 1, 0));
+            assert_eq!(
+                (count(store, 0), count(store, 1), count(store, 2)),
+                (1, 1, 0)
+            );
             assert_eq!(store.len(), 2);
         }
     }
@@ -246,7 +322,7 @@ mod tests {
         let writes = [entry(1, 1, 0), entry(2, 2, 0)];
         store.apply(&writes);
         store.apply(&writes);
-        assert_eq!((store.count(0), store.len()), (2, 2));
+        assert_eq!((count(&store, 0), store.len()), (2, 2));
     }
 
     #[test]
@@ -254,21 +330,29 @@ mod tests {
         let store = Store::new();
         store.apply(&[entry(i64::MIN, 1, 3), entry(i64::MAX, 2, 3)]);
         store.apply(&[entry(i64::MIN, 3, 4)]);
-        assert_eq!((store.count(3), store.count(4), store.count(99)), (1, 1, 0));
+        assert_eq!(
+            (count(&store, 3), count(&store, 4), count(&store, 99)),
+            (1, 1, 0)
+        );
     }
 
     #[test]
-    fn snapshot_rebuilds_the_same_store() {
+    fn entries_rebuild_the_same_store() {
         let store = Store::new();
         let writes: Vec<Entry> = (0..10_000)
             .map(|i| entry(i * 7919, i as u64, (i % 5) as u32))
             .collect();
         store.apply(&writes);
-        let copy = Store::new();
-        copy.apply(&store.snapshot());
-        assert_eq!(copy.len(), 10_000);
-        for tenant in 0..5 {
-            assert_eq!(copy.count(tenant), 2_000);
+        let rebuilt = Store::new();
+        rebuilt.apply(&store.entries());
+        let mut streamed = 0;
+        store.for_each_shard(|entries| streamed += entries.len());
+        assert_eq!(streamed, 10_000);
+        for copy in [rebuilt, store.copy()] {
+            assert_eq!(copy.len(), 10_000);
+            for tenant in 0..5 {
+                assert_eq!(count(&copy, tenant), 2_000);
+            }
         }
     }
 

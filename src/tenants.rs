@@ -8,8 +8,24 @@ use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// A tenant's number; numbers are dense, from 0.
-pub type TenantId = u32;
+/// A tenant's number; numbers are dense, from 0, so they index arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TenantId(u32);
+
+impl TenantId {
+    pub const fn new(raw: u32) -> TenantId {
+        TenantId(raw)
+    }
+
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The id as an index into per-tenant arrays.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
 
 #[derive(Default)]
 pub struct Tenants {
@@ -71,7 +87,7 @@ impl Tenants {
 
     /// The name of an id.
     pub fn name(&self, id: TenantId) -> Option<Arc<str>> {
-        self.inner.read().names.get(id as usize).cloned()
+        self.inner.read().names.get(id.index()).cloned()
     }
 }
 
@@ -83,7 +99,7 @@ impl Inner {
         // Ids are u32; more than 4 billion distinct tenants would need more
         // memory than the boxes this runs on have, so this cannot overflow in
         // practice, and saturating keeps it from panicking if it did.
-        let id = TenantId::try_from(self.names.len()).unwrap_or(TenantId::MAX);
+        let id = TenantId(u32::try_from(self.names.len()).unwrap_or(u32::MAX));
         let name: Arc<str> = Arc::from(name);
         self.names.push(name.clone());
         self.ids.insert(name, id);
@@ -98,12 +114,16 @@ mod tests {
     #[test]
     fn names_get_dense_stable_ids() {
         let tenants = Tenants::new();
-        assert_eq!(tenants.intern_all(["a", "b", "a"]), vec![0, 1, 0]);
-        assert_eq!(tenants.intern("b"), 1);
-        assert_eq!(tenants.intern_all(["b", "c"]), vec![1, 2]);
-        assert_eq!(tenants.lookup("c"), Some(2));
+        let id = TenantId::new;
+        assert_eq!(
+            tenants.intern_all(["a", "b", "a"]),
+            vec![id(0), id(1), id(0)]
+        );
+        assert_eq!(tenants.intern("b"), id(1));
+        assert_eq!(tenants.intern_all(["b", "c"]), vec![id(1), id(2)]);
+        assert_eq!(tenants.lookup("c"), Some(id(2)));
         assert_eq!(tenants.lookup("d"), None);
         assert_eq!(tenants.len(), 3);
-        assert_eq!(tenants.name(2).as_deref(), Some("c"));
+        assert_eq!(tenants.name(id(2)).as_deref(), Some("c"));
     }
 }

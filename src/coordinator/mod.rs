@@ -1,17 +1,19 @@
-//! The coordinator: orders batches, spreads them over the nodes, and reads
-//! counts from the master.
+//! The coordinator: the one entry point of writes and reads.
 //!
-//! Order: each batch reserves a range of versions from one atomic counter,
-//! item `i` getting `base + i`, so a later item of a batch wins over an
-//! earlier one, and a batch sent after another was answered wins over it.
-//! Nodes apply last-writer-wins on these versions, so they all agree.
+//! A write ([`Coordinator::write`]) gives a validated batch its versions (see
+//! [`crate::version`]), hands its log record to the WAL in durable mode,
+//! spreads it over the live nodes, and succeeds once both are done. A read
+//! ([`Coordinator::count`]) asks the master, or a live replica when the
+//! master cannot answer in time.
 
 pub mod pool;
 
 use crate::batch::Item;
-use crate::cluster::{Cluster, Slot};
+use crate::cluster::{Cluster, Fault, FaultError, Slot};
 use crate::protocol::{self, Response};
 use crate::store::Entry;
+use crate::version::{Exhausted, Version, VersionClock};
+use crate::wal::{Pending, Wal, WalError, record};
 use pool::{CallError, Connection};
 use std::fmt;
 use std::ops::Range;
@@ -39,6 +41,70 @@ impl fmt::Display for Unavailable {
 }
 
 impl std::error::Error for Unavailable {}
+
+/// A write that was accepted: every item is stored (and logged, in durable
+/// mode), so the crash of any one node cannot lose it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    pub items: usize,
+}
+
+/// Why a write was not accepted. Nothing of it is promised: parts may have
+/// been stored or logged (README, "Choices").
+#[derive(Debug)]
+pub enum WriteError {
+    /// No live node took the items in time.
+    Unavailable(Unavailable),
+    /// The log could not be written.
+    Log(WalError),
+    /// The version counter is exhausted.
+    Versions(Exhausted),
+}
+
+impl WriteError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> u16 {
+        503
+    }
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteError::Unavailable(e) => e.fmt(f),
+            WriteError::Log(e) => write!(f, "cannot write the log: {e}"),
+            WriteError::Versions(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WriteError::Unavailable(e) => Some(e),
+            WriteError::Log(e) => Some(e),
+            WriteError::Versions(e) => Some(e),
+        }
+    }
+}
+
+impl From<Unavailable> for WriteError {
+    fn from(e: Unavailable) -> Self {
+        WriteError::Unavailable(e)
+    }
+}
+
+impl From<WalError> for WriteError {
+    fn from(e: WalError) -> Self {
+        WriteError::Log(e)
+    }
+}
+
+impl From<Exhausted> for WriteError {
+    fn from(e: Exhausted) -> Self {
+        WriteError::Versions(e)
+    }
+}
 
 /// Cuts `len` items into `parts` contiguous ranges whose sizes differ by at
 /// most one, larger ones first: 11 over 4 is 3, 3, 3, 2.
@@ -75,17 +141,20 @@ struct InFlight {
 
 pub struct Coordinator {
     cluster: Arc<Cluster>,
-    next_version: AtomicU64,
+    clock: VersionClock,
+    /// The log, in durable mode; the coordinator is its one owner.
+    wal: Option<Wal>,
     next_request: AtomicU64,
 }
 
 impl Coordinator {
     /// A coordinator whose first batch gets versions after `last_version`
-    /// (the highest version recovered from disk, or 0).
-    pub fn new(cluster: Arc<Cluster>, last_version: u64) -> Self {
+    /// (the highest version recovered from disk, or zero).
+    pub fn new(cluster: Arc<Cluster>, wal: Option<Wal>, last_version: Version) -> Self {
         Coordinator {
             cluster,
-            next_version: AtomicU64::new(last_version + 1),
+            clock: VersionClock::after(last_version),
+            wal,
             next_request: AtomicU64::new(1),
         }
     }
@@ -94,30 +163,72 @@ impl Coordinator {
         &self.cluster
     }
 
-    /// Gives a validated batch its place in the global order.
-    pub fn order(&self, items: &[Item<'_>]) -> Vec<Entry> {
+    pub fn wal(&self) -> Option<&Wal> {
+        self.wal.as_ref()
+    }
+
+    /// Injects a fault into node `id` (`--fault-injection`).
+    pub fn fault(&self, id: usize, fault: Fault) -> Result<(), FaultError> {
+        self.cluster.inject(id, fault, self.wal.as_ref())
+    }
+
+    /// Stores a validated batch: orders it, logs it (durable mode) while the
+    /// nodes store it, and succeeds once both are done.
+    pub fn write(&self, items: &[Item<'_>]) -> Result<Accepted, WriteError> {
+        if self.cluster.live().is_empty() {
+            return Err(Unavailable("no node is alive to take the items").into());
+        }
+        let entries = self.order(items)?;
+        // The log write and the nodes' stores run at the same time.
+        let logged = self.wal.as_ref().map(|wal| self.log(wal, &entries));
+        let stored = self.store(&entries);
+        if let Some(pending) = logged {
+            pending?.wait()?;
+        }
+        stored?;
+        Ok(Accepted {
+            items: entries.len(),
+        })
+    }
+
+    /// Gives a batch its place in the global order.
+    fn order(&self, items: &[Item<'_>]) -> Result<Vec<Entry>, Exhausted> {
         let tenants = self
             .cluster
             .tenants()
             .intern_all(items.iter().map(|item| item.tenant.as_ref()));
-        let base = self
-            .next_version
-            .fetch_add(items.len() as u64, Ordering::SeqCst);
-        items
+        let versions = self.clock.reserve(items.len() as u64)?;
+        Ok(items
             .iter()
             .zip(tenants)
-            .zip(base..)
-            .map(|((item, tenant), version)| Entry {
+            .enumerate()
+            .map(|(index, (item, tenant))| Entry {
                 id: item.id,
-                version,
+                version: versions.nth(index),
                 tenant,
             })
-            .collect()
+            .collect())
+    }
+
+    /// Hands the batch's log record to the WAL writer. A huge batch (a
+    /// raised --max-body-bytes) becomes several records, each far below
+    /// `record::MAX_PAYLOAD_BYTES`; versions keep their order.
+    fn log(&self, wal: &Wal, entries: &[Entry]) -> Result<Pending, WalError> {
+        let tenants = self.cluster.tenants();
+        let mut bytes = Vec::with_capacity(64 + entries.len() * 20);
+        for part in entries.chunks(record::MAX_ENTRIES_PER_RECORD) {
+            record::encode_batch(&mut bytes, part, |tenant| {
+                tenants.name(tenant).unwrap_or_default()
+            });
+        }
+        wal.append(bytes)
     }
 
     /// Stores a batch: each live node takes one contiguous chunk; a chunk
     /// whose node is dead or misses [`ACK_TIMEOUT`] goes to another node.
-    pub fn store(&self, entries: &[Entry], frame: &mut Vec<u8>) -> Result<(), Unavailable> {
+    fn store(&self, entries: &[Entry]) -> Result<(), Unavailable> {
+        let mut frame = Vec::new();
+        let frame = &mut frame;
         let mut targets: Vec<usize> = self.writable_slots();
         if targets.is_empty() {
             return Err(Unavailable("no node is alive to take the items"));

@@ -206,7 +206,7 @@ struct Listening {
 pub enum Seed<'a> {
     Empty,
     /// Items recovered from the data dir.
-    Entries(&'a [Entry]),
+    Recovered(&'a Store),
     /// A copy of the first of these live nodes that catches up in time.
     CopyFrom(&'a [Arc<Node>]),
 }
@@ -263,7 +263,7 @@ impl Node {
         });
         match seed {
             Seed::Empty => {}
-            Seed::Entries(entries) => node.shared.store.apply(entries),
+            Seed::Recovered(store) => node.shared.store.absorb(store),
             Seed::CopyFrom(sources) => {
                 if !sources
                     .iter()
@@ -287,7 +287,7 @@ impl Node {
                 .progress
                 .wait_applied(queued, CATCH_UP_LIMIT, &self.shared.stopped);
         if caught_up {
-            target.apply(&self.shared.store.snapshot());
+            target.absorb(&self.shared.store);
         }
         caught_up
     }
@@ -524,7 +524,10 @@ fn handle(shared: &Shared, payload: &[u8]) -> Option<Response> {
         return None;
     };
     let known_tenants = shared.tenants.len() as u64;
-    if entries.iter().any(|e| u64::from(e.tenant) >= known_tenants) {
+    if entries
+        .iter()
+        .any(|e| e.tenant.index() as u64 >= known_tenants)
+    {
         return None;
     }
     shared.store.apply(&entries);

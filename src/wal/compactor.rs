@@ -1,9 +1,10 @@
 //! The compactor thread: folds the snapshot and the closed log segments into
 //! a new snapshot, so disk use follows the live data.
 
-use super::recovery::{self, State, Tail};
+use super::recovery::{self, Recovered, Tail};
 use super::writer::WriterMessage;
 use super::{SNAPSHOT_FILE, SNAPSHOT_MAGIC, WalError, WalStats, file_len, record, sync_dir};
+use crate::tenants::Tenants;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use parking_lot::Mutex;
 use std::fs::{self, File};
@@ -40,7 +41,7 @@ impl Compactor {
         }
     }
 
-    fn compact(&self) -> Result<usize, WalError> {
+    fn compact(&self) -> Result<u64, WalError> {
         let _files = self.files.lock();
         let (done, wait) = bounded(1);
         self.writer_queue
@@ -50,16 +51,19 @@ impl Compactor {
             .recv()
             .map_err(|_| WalError::Closed)?
             .map_err(|e| WalError::io(&self.dir, e))?;
-        let mut state = State::default();
-        let first = recovery::read_snapshot(&self.dir, &mut state)?;
+        // Names are interned in a table of the compaction's own, so it
+        // never touches (or pins) the service's.
+        let tenants = Tenants::new();
+        let mut state = Recovered::default();
+        let first = recovery::read_snapshot(&self.dir, &mut state, &tenants)?;
         let closed: Vec<(u64, PathBuf)> = recovery::segments(&self.dir)?
             .into_iter()
             .filter(|(number, _)| *number < first_kept)
             .collect();
         for (_, path) in closed.iter().filter(|(number, _)| *number >= first) {
-            recovery::read_segment(path, false, Tail::Leave, &mut state)?;
+            recovery::read_segment(path, false, Tail::Leave, &mut state, &tenants)?;
         }
-        let snapshot_bytes = self.write_snapshot(&state, first_kept)?;
+        let snapshot_bytes = self.write_snapshot(&state, &tenants, first_kept)?;
         let mut freed = 0;
         for (_, path) in &closed {
             freed += file_len(path);
@@ -76,13 +80,18 @@ impl Compactor {
                 Some(log.saturating_sub(freed))
             });
         self.stats.compactions.fetch_add(1, Ordering::Relaxed);
-        Ok(state.len())
+        Ok(state.store.len())
     }
 
     /// Writes the snapshot record by record through a buffered file, so
-    /// compaction holds the recovered map and one record, not a copy of
-    /// the whole snapshot.
-    fn write_snapshot(&self, state: &State, first_kept: u64) -> Result<u64, WalError> {
+    /// compaction holds the recovered map and one shard, not a copy of the
+    /// whole snapshot.
+    fn write_snapshot(
+        &self,
+        state: &Recovered,
+        tenants: &Tenants,
+        first_kept: u64,
+    ) -> Result<u64, WalError> {
         let temp = self.dir.join(SNAPSHOT_TEMP_FILE);
         let io_error = |e| WalError::io(&temp, e);
         let mut file = BufWriter::new(File::create(&temp).map_err(io_error)?);
@@ -90,24 +99,24 @@ impl Compactor {
         file.write_all(SNAPSHOT_MAGIC)
             .and_then(|()| file.write_all(&first_kept.to_le_bytes()))
             .map_err(io_error)?;
-        let mut entries = state.entries();
-        let mut chunk = Vec::with_capacity(SNAPSHOT_RECORD_ENTRIES);
         let mut out = Vec::new();
-        loop {
-            chunk.clear();
-            chunk.extend(entries.by_ref().take(SNAPSHOT_RECORD_ENTRIES));
-            out.clear();
-            if chunk.is_empty() {
-                record::encode_end(&mut out, state.len() as u64);
-            } else {
-                record::encode_batch(&mut out, &chunk, |index| state.name(index));
+        let mut failed = Ok(());
+        state.store.for_each_shard(|entries| {
+            for chunk in entries.chunks(SNAPSHOT_RECORD_ENTRIES) {
+                if failed.is_err() {
+                    return;
+                }
+                out.clear();
+                record::encode_batch(&mut out, chunk, |id| tenants.name(id).unwrap_or_default());
+                failed = file.write_all(&out);
+                written += out.len() as u64;
             }
-            file.write_all(&out).map_err(io_error)?;
-            written += out.len() as u64;
-            if chunk.is_empty() {
-                break;
-            }
-        }
+        });
+        failed.map_err(io_error)?;
+        out.clear();
+        record::encode_end(&mut out, state.store.len());
+        file.write_all(&out).map_err(io_error)?;
+        written += out.len() as u64;
         let file = file.into_inner().map_err(|e| io_error(e.into_error()))?;
         file.sync_all().map_err(io_error)?;
         let path = self.dir.join(SNAPSHOT_FILE);

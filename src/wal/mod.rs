@@ -21,11 +21,11 @@ pub mod record;
 pub mod recovery;
 mod writer;
 
-use crate::store::Entry;
 use crate::tenants::Tenants;
 use compactor::Compactor;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use parking_lot::Mutex;
+pub use recovery::Recovered;
 use recovery::Tail;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -124,12 +124,6 @@ impl WalStats {
     }
 }
 
-/// What a data dir held at startup.
-pub struct Recovered {
-    pub entries: Vec<Entry>,
-    pub max_version: u64,
-}
-
 pub struct Wal {
     dir: PathBuf,
     writer_queue: Sender<WriterMessage>,
@@ -168,9 +162,8 @@ impl Wal {
         fs::create_dir_all(dir).map_err(|e| WalError::io(dir, e))?;
         let lock = lock(dir)?;
         let started = Instant::now();
-        let (state, next_segment) = recovery::read_all(dir, Tail::Truncate)?;
-        let max_version = state.max_version;
-        let items = state.len();
+        let (recovered, next_segment) = recovery::read_all(dir, Tail::Truncate, tenants)?;
+        let items = recovered.store.len();
         let stats = Arc::new(WalStats::default());
         stats
             .snapshot_bytes
@@ -180,7 +173,6 @@ impl Wal {
             .map(|(_, path)| file_len(path))
             .sum();
         stats.log_bytes.store(log_bytes, Ordering::Relaxed);
-        let entries = state.into_entries(tenants);
         eprintln!(
             "recovery: {items} items from {} in {} ms",
             dir.display(),
@@ -221,13 +213,7 @@ impl Wal {
             compactor: Some(compactor),
             _lock: lock,
         };
-        Ok((
-            wal,
-            Recovered {
-                entries,
-                max_version,
-            },
-        ))
+        Ok((wal, recovered))
     }
 
     /// Hands a record (from [`record::encode_batch`]) to the writer.
@@ -241,10 +227,10 @@ impl Wal {
 
     /// Everything on disk now, for a node that restarts with no live node to
     /// copy from. The newest segment may be mid-append: its tail is left alone.
-    pub fn load(&self, tenants: &Tenants) -> Result<Vec<Entry>, WalError> {
+    pub fn load(&self, tenants: &Tenants) -> Result<Recovered, WalError> {
         let _files = self.files.lock();
-        let (state, _) = recovery::read_all(&self.dir, Tail::Leave)?;
-        Ok(state.into_entries(tenants))
+        let (recovered, _) = recovery::read_all(&self.dir, Tail::Leave, tenants)?;
+        Ok(recovered)
     }
 
     pub fn stats(&self) -> &WalStats {

@@ -11,6 +11,7 @@
 //! All integers are little-endian. Each record names the tenants it uses, so
 //! a record means the same thing whatever the in-memory tenant ids are.
 
+use crate::codec::{self, RawEntry, Reader};
 use crate::store::Entry;
 use crate::tenants::TenantId;
 use std::collections::HashMap;
@@ -23,7 +24,6 @@ pub const MAGIC: u32 = 0x5257_4344; // "DCWR"
 pub const HEADER_BYTES: usize = 12;
 /// Largest payload a record may have; a larger length field is damage.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 30;
-const ENTRY_BYTES: usize = 20;
 /// Most entries written as one record: even with a distinct 1 KiB tenant
 /// per entry, a record stays under [`MAX_PAYLOAD_BYTES`].
 pub const MAX_ENTRIES_PER_RECORD: usize = 1 << 18;
@@ -81,11 +81,15 @@ pub fn encode_batch(
         out.extend_from_slice(name.as_bytes());
     }
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-    out.reserve(entries.len() * ENTRY_BYTES);
+    out.reserve(entries.len() * codec::ENTRY_BYTES);
     for entry in entries {
-        out.extend_from_slice(&entry.id.to_le_bytes());
-        out.extend_from_slice(&entry.version.to_le_bytes());
-        out.extend_from_slice(&local[&entry.tenant].to_le_bytes());
+        codec::put_entry(
+            out,
+            RawEntry {
+                tenant: local[&entry.tenant],
+                ..entry.raw()
+            },
+        );
     }
     seal(out, start);
 }
@@ -130,12 +134,12 @@ pub fn seal(out: &mut [u8], start: usize) {
     out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// One entry as read back: the tenant by name.
+/// A batch record as read back: its tenant names, and entries whose tenant
+/// is an index into `names`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiskEntry<'a> {
-    pub id: i64,
-    pub version: u64,
-    pub tenant: &'a str,
+pub struct Batch<'a> {
+    pub names: Vec<&'a str>,
+    pub entries: Vec<RawEntry>,
 }
 
 /// Why bytes are not a valid record.
@@ -189,76 +193,38 @@ pub fn any_valid_record(bytes: &[u8]) -> bool {
         .any(|(offset, _)| read_record(&bytes[offset..]).is_ok())
 }
 
-/// Decodes a batch payload, calling `visit` for each entry.
-pub fn decode_batch<'a>(
-    payload: &'a [u8],
-    mut visit: impl FnMut(DiskEntry<'a>),
-) -> Result<(), RecordError> {
-    let mut cursor = Cursor(payload);
-    if cursor.array::<1>()? != [KIND_BATCH] {
+const TOO_SHORT: RecordError = RecordError::Damaged("payload ends too early");
+
+/// Decodes a batch payload. Every entry's tenant index names one of the
+/// record's tenants.
+pub fn decode_batch(payload: &[u8]) -> Result<Batch<'_>, RecordError> {
+    let mut reader = Reader::new(payload);
+    if reader.u8().map_err(|_| TOO_SHORT)? != KIND_BATCH {
         return Err(RecordError::Damaged("not a batch record"));
     }
-    let tenant_count = cursor.u32()? as usize;
+    let tenant_count = reader.u32().map_err(|_| TOO_SHORT)? as usize;
     let mut names = Vec::with_capacity(tenant_count.min(4096));
     for _ in 0..tenant_count {
-        let len = cursor.u16()? as usize;
-        let bytes = cursor.take(len)?;
+        let len = reader.u16().map_err(|_| TOO_SHORT)? as usize;
+        let bytes = reader.take(len).map_err(|_| TOO_SHORT)?;
         names.push(
             std::str::from_utf8(bytes).map_err(|_| RecordError::Damaged("tenant is not UTF-8"))?,
         );
     }
-    let entry_count = cursor.u32()? as usize;
-    if cursor.0.len() != entry_count.saturating_mul(ENTRY_BYTES) {
-        return Err(RecordError::Damaged(
-            "entry count does not match the record length",
-        ));
+    let entry_count = reader.u32().map_err(|_| TOO_SHORT)? as usize;
+    let entries = reader
+        .entries_to_end(entry_count)
+        .map_err(|_| RecordError::Damaged("entry count does not match the record length"))?;
+    if entries.iter().any(|e| e.tenant as usize >= names.len()) {
+        return Err(RecordError::Damaged("tenant index out of range"));
     }
-    for _ in 0..entry_count {
-        let id = i64::from_le_bytes(cursor.array()?);
-        let version = u64::from_le_bytes(cursor.array()?);
-        let index = u32::from_le_bytes(cursor.array()?) as usize;
-        let tenant = names
-            .get(index)
-            .ok_or(RecordError::Damaged("tenant index out of range"))?;
-        visit(DiskEntry {
-            id,
-            version,
-            tenant,
-        });
-    }
-    Ok(())
-}
-
-struct Cursor<'a>(&'a [u8]);
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
-        if self.0.len() < n {
-            return Err(RecordError::Damaged("payload ends too early"));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
-        let mut out = [0; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    fn u16(&mut self) -> Result<u16, RecordError> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-
-    fn u32(&mut self) -> Result<u32, RecordError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
+    Ok(Batch { names, entries })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::version::Version;
 
     #[test]
     fn crc32_matches_the_standard_check_value() {
@@ -268,28 +234,17 @@ mod tests {
 
     fn sample() -> (Vec<u8>, ()) {
         let names: [Arc<str>; 2] = [Arc::from("a"), Arc::from("日本")];
-        let entries = [
-            Entry {
-                id: 1,
-                version: 10,
-                tenant: 0,
-            },
-            Entry {
-                id: -5,
-                version: 11,
-                tenant: 1,
-            },
-            Entry {
-                id: 7,
-                version: 12,
-                tenant: 0,
-            },
-        ];
+        let entry = |id, version, tenant| Entry {
+            id,
+            version: Version::new(version),
+            tenant: TenantId::new(tenant),
+        };
+        let entries = [entry(1, 10, 0), entry(-5, 11, 1), entry(7, 12, 0)];
         let mut out = Vec::new();
         let mut lookups = 0;
         encode_batch(&mut out, &entries, |key| {
             lookups += 1;
-            names[key as usize].clone()
+            names[key.index()].clone()
         });
         assert_eq!(lookups, 2, "one name lookup per distinct tenant");
         (out, ())
@@ -310,19 +265,13 @@ mod tests {
         let (bytes, _) = sample();
         let (payload, length) = read_record(&bytes).unwrap();
         assert_eq!(length, bytes.len());
-        let mut seen = Vec::new();
-        decode_batch(payload, |e| {
-            seen.push((e.id, e.version, e.tenant.to_string()))
-        })
-        .unwrap();
-        assert_eq!(
-            seen,
-            vec![
-                (1, 10, "a".into()),
-                (-5, 11, "日本".into()),
-                (7, 12, "a".into())
-            ]
-        );
+        let batch = decode_batch(payload).unwrap();
+        let seen: Vec<_> = batch
+            .entries
+            .iter()
+            .map(|e| (e.id, e.version.get(), batch.names[e.tenant as usize]))
+            .collect();
+        assert_eq!(seen, vec![(1, 10, "a"), (-5, 11, "日本"), (7, 12, "a")]);
     }
 
     #[test]

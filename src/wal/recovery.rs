@@ -6,76 +6,54 @@
 //! in an older segment or in the snapshot — stops recovery with the file and
 //! offset, so wrong counts are never served quietly.
 
-use super::record::{self, DiskEntry, Kind};
+use super::record::{self, Batch, Kind};
 use super::{SNAPSHOT_FILE, SNAPSHOT_MAGIC, WalError};
-use crate::store::{Entry, IdHasher};
+use crate::store::{Entry, Store};
 use crate::tenants::Tenants;
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
+use crate::version::Version;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-/// The recovered map: per ID the latest version and its tenant (by index
-/// into `names`), last-writer-wins like a node's store.
-#[derive(Default)]
-pub struct State {
-    items: HashMap<i64, (u64, u32), BuildHasherDefault<IdHasher>>,
-    names: Vec<Arc<str>>,
-    index: HashMap<Arc<str>, u32>,
-    pub max_version: u64,
+/// What a data dir holds: the items in a [`Store`] (last-writer-wins, like
+/// a node's), their tenants interned in the [`Tenants`] given to the reader,
+/// and the highest version seen.
+pub struct Recovered {
+    pub store: Store,
+    pub max_version: Version,
 }
 
-impl State {
-    fn apply(&mut self, entry: DiskEntry<'_>) {
-        self.max_version = self.max_version.max(entry.version);
-        let name = match self.index.get(entry.tenant) {
-            Some(&name) => name,
-            None => {
-                let name: Arc<str> = Arc::from(entry.tenant);
-                self.names.push(name.clone());
-                let index = (self.names.len() - 1) as u32;
-                self.index.insert(name, index);
-                index
-            }
-        };
-        let slot = self.items.entry(entry.id).or_insert((0, name));
-        if entry.version >= slot.0 {
-            *slot = (entry.version, name);
+impl Default for Recovered {
+    fn default() -> Self {
+        Recovered {
+            store: Store::new(),
+            max_version: Version::ZERO,
         }
     }
+}
 
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
+impl Recovered {
 
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    /// The items as entries whose tenant is an index into [`State::name`].
-    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
-        self.items.iter().map(|(&id, &(version, tenant))| Entry {
-            id,
-            version,
-            tenant,
-        })
-    }
-
-    pub fn name(&self, index: u32) -> Arc<str> {
-        self.names[index as usize].clone()
-    }
-
-    /// The items as entries for the nodes, interning the tenant names.
-    pub fn into_entries(self, tenants: &Tenants) -> Vec<Entry> {
-        let ids: Vec<u32> = self.names.iter().map(|name| tenants.intern(name)).collect();
-        self.items
-            .into_iter()
-            .map(|(id, (version, name))| Entry {
-                id,
-                version,
-                tenant: ids[name as usize],
+    /// Applies one batch record; its tenant names are interned once each.
+    fn apply(&mut self, batch: &Batch<'_>, tenants: &Tenants) -> Result<usize, &'static str> {
+        if batch.entries.iter().any(|e| !e.version.is_valid()) {
+            // We never hand out such a version: the record was not written
+            // by us, and new writes ordered after it would wrap around.
+            return Err("a version is at or above 2^63, which is never handed out");
+        }
+        let ids = tenants.intern_all(batch.names.iter().copied());
+        let entries: Vec<Entry> = batch
+            .entries
+            .iter()
+            .map(|raw| Entry {
+                id: raw.id,
+                version: raw.version,
+                tenant: ids[raw.tenant as usize],
             })
-            .collect()
+            .collect();
+        if let Some(max) = entries.iter().map(|e| e.version).max() {
+            self.max_version = self.max_version.max(max);
+        }
+        self.store.apply(&entries);
+        Ok(entries.len())
     }
 }
 
@@ -110,7 +88,11 @@ pub fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
 
 /// Reads the snapshot, if any, into `state`; returns the first segment
 /// number it does not cover.
-pub fn read_snapshot(dir: &Path, state: &mut State) -> Result<u64, WalError> {
+pub fn read_snapshot(
+    dir: &Path,
+    state: &mut Recovered,
+    tenants: &Tenants,
+) -> Result<u64, WalError> {
     let path = dir.join(SNAPSHOT_FILE);
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
@@ -135,11 +117,12 @@ pub fn read_snapshot(dir: &Path, state: &mut State) -> Result<u64, WalError> {
             record::read_record(&bytes[offset..]).map_err(|e| corrupt(offset, e.to_string()))?;
         match record::kind_of(payload).map_err(|e| corrupt(offset, e.to_string()))? {
             Kind::Batch => {
-                record::decode_batch(payload, |entry| {
-                    seen += 1;
-                    state.apply(entry);
-                })
-                .map_err(|e| corrupt(offset, e.to_string()))?;
+                let batch =
+                    record::decode_batch(payload).map_err(|e| corrupt(offset, e.to_string()))?;
+                seen += state
+                    .apply(&batch, tenants)
+                    .map_err(|why| corrupt(offset, why.to_string()))?
+                    as u64;
             }
             Kind::End(count) if count == seen && offset + length == bytes.len() => break,
             Kind::End(_) => {
@@ -160,7 +143,8 @@ pub fn read_segment(
     path: &Path,
     newest: bool,
     tail: Tail,
-    state: &mut State,
+    state: &mut Recovered,
+    tenants: &Tenants,
 ) -> Result<u64, WalError> {
     let bytes = std::fs::read(path).map_err(|e| WalError::io(path, e))?;
     let mut offset = 0;
@@ -174,8 +158,10 @@ pub fn read_segment(
             Ok((payload, length)) => {
                 // A record with a valid checksum that does not decode was
                 // written wrong, not torn: never skipped.
-                record::decode_batch(payload, |entry| state.apply(entry))
-                    .map_err(|e| corrupt(e.to_string()))?;
+                let batch = record::decode_batch(payload).map_err(|e| corrupt(e.to_string()))?;
+                state
+                    .apply(&batch, tenants)
+                    .map_err(|why| corrupt(why.to_string()))?;
                 offset += length;
             }
             Err(problem) => {
@@ -211,16 +197,16 @@ fn cut_torn_tail(path: &Path, at: u64, length: u64) -> Result<(), WalError> {
 /// Everything in `dir`: the snapshot, then every segment from the first it
 /// does not cover. Older segments left by an interrupted compaction are
 /// skipped (the snapshot covers them).
-pub fn read_all(dir: &Path, tail: Tail) -> Result<(State, u64), WalError> {
-    let mut state = State::default();
-    let first = read_snapshot(dir, &mut state)?;
+pub fn read_all(dir: &Path, tail: Tail, tenants: &Tenants) -> Result<(Recovered, u64), WalError> {
+    let mut state = Recovered::default();
+    let first = read_snapshot(dir, &mut state, tenants)?;
     let segments = segments(dir)?;
     let live: Vec<&(u64, PathBuf)> = segments
         .iter()
         .filter(|(number, _)| *number >= first)
         .collect();
     for (position, (_, path)) in live.iter().enumerate() {
-        read_segment(path, position + 1 == live.len(), tail, &mut state)?;
+        read_segment(path, position + 1 == live.len(), tail, &mut state, tenants)?;
     }
     let next_segment = segments
         .last()

@@ -1,0 +1,242 @@
+//! Routing and the handlers: each reads its request, calls the coordinator
+//! and turns the outcome into an [`Answer`].
+
+use super::Api;
+use super::answer::{Accepted, Answer, Count, Health};
+use crate::batch;
+use crate::cluster::Fault;
+use crate::metrics;
+use std::io::Read;
+use std::time::Duration;
+use tiny_http::{Method, Request};
+
+/// Longest stall `POST /nodes/{id}/stall?ms=N` accepts.
+pub const MAX_STALL_MS: u64 = 600_000;
+
+/// Picks the handler; returns the route pattern (for metrics) and the answer.
+pub fn route(api: &Api, request: &mut Request, body: &mut Vec<u8>) -> (&'static str, Answer) {
+    let url = request.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let method = request.method().clone();
+    match segments.as_slice() {
+        ["items"] => (
+            "/items",
+            match method {
+                Method::Post => post_items(api, request, body),
+                _ => Answer::method_not_allowed("POST"),
+            },
+        ),
+        ["items", tenant, "count"] => (
+            "/items/{tenant}/count",
+            match method {
+                Method::Get => get_count(api, tenant),
+                _ => Answer::method_not_allowed("GET"),
+            },
+        ),
+        ["health"] => (
+            "/health",
+            match method {
+                Method::Get => health(api),
+                _ => Answer::method_not_allowed("GET"),
+            },
+        ),
+        ["nodes"] => (
+            "/nodes",
+            match method {
+                Method::Get => Answer::json(200, &api.coordinator.cluster().status()),
+                _ => Answer::method_not_allowed("GET"),
+            },
+        ),
+        ["metrics"] => (
+            "/metrics",
+            match method {
+                Method::Get => metrics_answer(api),
+                _ => Answer::method_not_allowed("GET"),
+            },
+        ),
+        ["nodes", id, action] if api.fault_injection => (
+            "/nodes/{id}/{action}",
+            match method {
+                Method::Post => fault(api, id, action, query),
+                _ => Answer::method_not_allowed("POST"),
+            },
+        ),
+        _ => ("other", Answer::ko(404, format!("no such route: {path}"))),
+    }
+}
+
+fn post_items(api: &Api, request: &mut Request, body: &mut Vec<u8>) -> Answer {
+    let limit = api.max_body_bytes;
+    if request
+        .body_length()
+        .is_some_and(|declared| declared > limit)
+    {
+        return too_large(limit);
+    }
+    body.clear();
+    let read = request.as_reader().take(limit as u64 + 1).read_to_end(body);
+    if let Err(e) = read {
+        return Answer::ko(400, format!("could not read the body: {e}"));
+    }
+    if body.len() > limit {
+        return too_large(limit);
+    }
+    let items = match batch::parse(body) {
+        Ok(items) => items,
+        Err(e) => return Answer::ko(400, e),
+    };
+    match api.coordinator.write(&items) {
+        Ok(accepted) => {
+            api.metrics.record_accepted(accepted.items);
+            Answer::json(
+                200,
+                &Accepted {
+                    status: "OK",
+                    accepted: accepted.items,
+                },
+            )
+        }
+        Err(e) => Answer::ko(e.status(), e),
+    }
+}
+
+fn too_large(limit: usize) -> Answer {
+    Answer::ko(
+        413,
+        format!("body is larger than the {limit}-byte limit (--max-body-bytes)"),
+    )
+}
+
+fn get_count(api: &Api, raw_tenant: &str) -> Answer {
+    let tenant = match percent_decode(raw_tenant) {
+        Ok(tenant) => tenant,
+        Err(why) => return Answer::ko(400, format!("tenant in the path {why}")),
+    };
+    if tenant.is_empty() || tenant.len() > batch::MAX_TENANT_BYTES {
+        return Answer::ko(
+            400,
+            format!(
+                "tenant in the path must be 1 to {} bytes long",
+                batch::MAX_TENANT_BYTES
+            ),
+        );
+    }
+    match api.coordinator.count(&tenant) {
+        Ok(counter) => Answer::json(
+            200,
+            &Count {
+                tenant: &tenant,
+                counter,
+            },
+        ),
+        Err(e) => Answer::ko(503, e),
+    }
+}
+
+fn health(api: &Api) -> Answer {
+    match api.coordinator.cluster().master() {
+        Some((slot, _)) => Answer::json(
+            200,
+            &Health {
+                status: "OK",
+                master: slot.id,
+            },
+        ),
+        None => Answer::ko(503, "no master is alive"),
+    }
+}
+
+fn metrics_answer(api: &Api) -> Answer {
+    let wal = api.coordinator.wal().map(|wal| wal.stats());
+    let text = api.metrics.render(&api.coordinator.cluster().status(), wal);
+    Answer::text(text, metrics::CONTENT_TYPE)
+}
+
+fn fault(api: &Api, id: &str, action: &str, query: &str) -> Answer {
+    let Ok(id) = id.parse::<usize>() else {
+        return Answer::ko(
+            404,
+            format!(
+                "no node {id:?}: node ids are 0 to {}",
+                api.coordinator.cluster().slots().len() - 1
+            ),
+        );
+    };
+    let fault = match action {
+        "crash" => Fault::Crash,
+        "restart" => Fault::Restart,
+        "disconnect" => Fault::Disconnect,
+        "stall" => match stall_duration(query) {
+            Ok(duration) => Fault::Stall(duration),
+            Err(why) => return Answer::ko(400, why),
+        },
+        _ => {
+            return Answer::ko(
+                404,
+                format!("no fault {action:?}: use crash, restart, disconnect or stall"),
+            );
+        }
+    };
+    match api.coordinator.fault(id, fault) {
+        Ok(()) => Answer::ok(),
+        Err(e) => Answer::ko(e.status(), e),
+    }
+}
+
+fn stall_duration(query: &str) -> Result<Duration, String> {
+    let value = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("ms="))
+        .ok_or("query parameter ms is missing: use ?ms=N")?;
+    match value.parse::<u64>() {
+        Ok(ms) if ms <= MAX_STALL_MS => Ok(Duration::from_millis(ms)),
+        _ => Err(format!(
+            "query parameter ms must be a whole number from 0 to {MAX_STALL_MS}, got {value:?}"
+        )),
+    }
+}
+
+/// Decodes `%XX` escapes of one path segment into UTF-8.
+pub fn percent_decode(segment: &str) -> Result<String, &'static str> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or("has a truncated %-escape")?;
+            let hex = std::str::from_utf8(hex).map_err(|_| "has a bad %-escape")?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| "has a bad %-escape")?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "is not UTF-8 once decoded")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_follows_the_spec() {
+        assert_eq!(percent_decode("a%20b%2Fc").as_deref(), Ok("a b/c"));
+        assert_eq!(percent_decode("%C3%A9t%C3%A9").as_deref(), Ok("été"));
+        assert_eq!(percent_decode("plain").as_deref(), Ok("plain"));
+        assert!(percent_decode("a%2").is_err());
+        assert!(percent_decode("a%zz").is_err());
+        assert!(percent_decode("%FF").is_err());
+    }
+
+    #[test]
+    fn stall_needs_a_bounded_ms() {
+        assert_eq!(stall_duration("ms=250"), Ok(Duration::from_millis(250)));
+        assert_eq!(stall_duration("x=1&ms=0"), Ok(Duration::ZERO));
+        assert!(stall_duration("").unwrap_err().contains("missing"));
+        assert!(stall_duration("ms=-1").is_err());
+        assert!(stall_duration("ms=abc").is_err());
+        assert!(stall_duration(&format!("ms={}", MAX_STALL_MS + 1)).is_err());
+    }
+}
