@@ -4,16 +4,25 @@
 //!
 //! ```text
 //!   config       flags and DC_* variables → Config
-//!   http         tiny_http workers, routes, JSON answers   (uses batch, metrics)
+//!   service      starts the pieces below in order, stops them in reverse
+//!   http/        tiny_http workers, routes, JSON answers        (uses batch, metrics)
 //!   batch        validates a POST body, borrowing tenants
-//!   coordinator  orders batches, splits them over nodes, reads from the master
-//!   client       pooled node connections with deadlines
-//!   cluster      membership, master election, fault injection
-//!   node         a node's listener, connection threads and replication inbox
+//!   coordinator/ the one entry point of writes and reads: ordering, WAL, load
+//!                balancing, combining pieces per node, reads at a watermark
+//!   cluster/     membership (the roster), master election, fault injection,
+//!                the keeper thread (re-copies lagging nodes, forgets tenants)
+//!   replication  the replication log: pieces of batches → whole commits in
+//!                version order, bounded in bytes
+//!   node/        one node: listener + connection threads, apply thread, view
 //!   protocol     the framed binary protocol between coordinator and nodes
-//!   store        a node's sharded map with per-tenant counts
-//!   tenants      tenant names interned to u32
-//!   wal          durable mode: write-ahead log, group commit, snapshots
+//!   codec        the 20-byte entry both the protocol and the WAL use
+//!   keys         per-process secret (node handshake) and hash keys
+//!   store        a node's sharded map, last-writer-wins on versions
+//!   tenants      tenant names interned to u32, forgotten when unused
+//!   version      versions and the order they give
+//!   wal/         durable mode: write-ahead log, group commit, snapshots
+//!   metrics      Prometheus text for /metrics
+//!   log          stderr lines that never fail the caller
 //! ```
 
 pub mod batch;
@@ -22,9 +31,12 @@ pub mod codec;
 pub mod config;
 pub mod coordinator;
 pub mod http;
+pub mod keys;
+pub mod log;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+pub mod replication;
 pub mod service;
 pub mod store;
 pub mod tenants;

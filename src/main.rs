@@ -13,12 +13,12 @@ fn main() -> ExitCode {
         Ok(Command::Run(config)) => match distributed_counter::run(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("distributed-counter: {e}");
+                distributed_counter::log!("distributed-counter: {e}");
                 ExitCode::from(1)
             }
         },
         Err(e) => {
-            eprintln!("distributed-counter: {e}");
+            distributed_counter::log!("distributed-counter: {e}");
             ExitCode::from(2)
         }
     }

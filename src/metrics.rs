@@ -1,6 +1,7 @@
 //! Counters for `GET /metrics`, written in the Prometheus text format by hand.
 
-use crate::cluster::NodeStatus;
+use crate::cluster::{MasterChanges, Role};
+use crate::coordinator::NodeStatus;
 use crate::wal::WalStats;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -36,7 +37,8 @@ impl Metrics {
             .fetch_add(items as u64, Ordering::Relaxed);
     }
 
-    pub fn render(&self, nodes: &[NodeStatus], wal: Option<&WalStats>) -> String {
+    pub fn render(&self, service: &ServiceState<'_>) -> String {
+        let nodes = &service.nodes;
         let mut out = String::new();
         out.push_str(
             "# HELP dc_http_requests_total HTTP requests answered, by route and status.\n",
@@ -52,7 +54,7 @@ impl Metrics {
         out.push_str("# TYPE dc_items_accepted_total counter\n");
         let accepted = self.items_accepted.load(Ordering::Relaxed);
         let _ = writeln!(out, "dc_items_accepted_total {accepted}");
-        let gauges: [NodeSeries; 5] = [
+        let gauges: [NodeSeries; 6] = [
             ("dc_node_alive", "gauge", "1 if the node is alive.", |n| {
                 u64::from(n.alive)
             }),
@@ -60,7 +62,13 @@ impl Metrics {
                 "dc_node_master",
                 "gauge",
                 "1 if the node is the master.",
-                |n| u64::from(n.role == "master"),
+                |n| u64::from(n.role == Role::Master),
+            ),
+            (
+                "dc_node_stalled",
+                "gauge",
+                "1 while the node is stalled by fault injection.",
+                |n| u64::from(n.stalled),
             ),
             (
                 "dc_node_items",
@@ -69,9 +77,9 @@ impl Metrics {
                 |n| n.items,
             ),
             (
-                "dc_node_replication_lag_chunks",
+                "dc_node_replication_lag_items",
                 "gauge",
-                "Chunks queued on the node but not applied yet.",
+                "Versions (items) committed in the replication log that the node has not applied yet.",
                 |n| n.lag,
             ),
             (
@@ -87,10 +95,60 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{node=\"{}\"}} {}", node.id, value(node));
             }
         }
-        if let Some(wal) = wal {
+        render_cluster(&mut out, service);
+        if let Some(wal) = service.wal {
             render_wal(&mut out, wal);
         }
         out
+    }
+}
+
+/// What `/metrics` reports besides the request counters.
+pub struct ServiceState<'a> {
+    pub nodes: Vec<NodeStatus>,
+    pub master_changes: MasterChanges,
+    pub log_retained_bytes: usize,
+    pub tenants: usize,
+    pub wal: Option<&'a WalStats>,
+}
+
+fn render_cluster(out: &mut String, service: &ServiceState<'_>) {
+    let last_change = service
+        .master_changes
+        .last
+        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0.0, |since| since.as_secs_f64());
+    let series: [(&str, &str, &str, String); 4] = [
+        (
+            "dc_master_changes_total",
+            "counter",
+            "Times the master changed since start.",
+            service.master_changes.count.to_string(),
+        ),
+        (
+            "dc_master_last_change_timestamp_seconds",
+            "gauge",
+            "Unix time of the last master change (0: none since start).",
+            last_change.to_string(),
+        ),
+        (
+            "dc_replication_log_bytes",
+            "gauge",
+            "Bytes of committed batches kept for nodes that have not applied them.",
+            service.log_retained_bytes.to_string(),
+        ),
+        (
+            "dc_tenants",
+            "gauge",
+            "Tenant names known (names with no items are forgotten).",
+            service.tenants.to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     }
 }
 

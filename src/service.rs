@@ -1,12 +1,13 @@
 //! The running service: wires the data dir, the nodes, the coordinator and
 //! the HTTP API together, and stops them in order.
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Role};
 use crate::config::Config;
 use crate::coordinator::Coordinator;
 use crate::http::{Api, HttpServer};
 use crate::metrics::Metrics;
 use crate::node::NodeError;
+use crate::replication::ReplicationLog;
 use crate::tenants::Tenants;
 use crate::wal::{Recovered, Wal, WalError};
 use std::fmt;
@@ -37,7 +38,15 @@ impl fmt::Display for StartError {
     }
 }
 
-impl std::error::Error for StartError {}
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Listen(_, e) | StartError::Http(e) | StartError::Signals(e) => Some(e),
+            StartError::Nodes(e) => Some(e),
+            StartError::Disk(e) => Some(e),
+        }
+    }
+}
 
 /// A running service: the HTTP API over the cluster of nodes.
 pub struct Service {
@@ -58,13 +67,18 @@ impl Service {
             }
             None => (None, Recovered::default()),
         };
-        let last_version = initial.max_version;
-        let cluster = Cluster::start(config.nodes, config.node_port, tenants, &initial.store)
-            .map_err(StartError::Nodes)?;
-        drop(initial);
-        let cluster = Arc::new(cluster);
+        let (log, detached) = ReplicationLog::new(initial.max_version, tenants.clone());
+        let cluster = Cluster::start(
+            config.nodes,
+            config.node_port,
+            Arc::new(log),
+            detached,
+            tenants,
+            initial.store,
+        )
+        .map_err(StartError::Nodes)?;
         let api = Arc::new(Api {
-            coordinator: Coordinator::new(cluster.clone(), wal, last_version),
+            coordinator: Coordinator::new(cluster.clone(), wal),
             metrics: Metrics::default(),
             max_body_bytes: config.max_body_bytes,
             fault_injection: config.fault_injection,
@@ -79,10 +93,14 @@ impl Service {
 
     /// The startup lines: the HTTP address, then one line per node.
     pub fn announce(&self) {
-        eprintln!("listening on http://{}", self.addr());
+        crate::log!("listening on http://{}", self.addr());
         for node in self.cluster.status() {
             let addr = node.addr.as_deref().unwrap_or("-");
-            eprintln!("node {} listening on {addr} ({})", node.id, node.role);
+            let role = match node.role {
+                Role::Master => "master",
+                Role::Replica => "replica",
+            };
+            crate::log!("{} listening on {addr} ({role})", node.id);
         }
     }
 
@@ -106,9 +124,9 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         } else {
             "SIGTERM"
         };
-        eprintln!("{name} received, stopping");
+        crate::log!("{name} received, stopping");
     }
     service.stop();
-    eprintln!("stopped");
+    crate::log!("stopped");
     Ok(())
 }

@@ -1,18 +1,25 @@
-//! One node's map `ID → (tenant, version)` with per-tenant counts.
+//! One node's map `ID → (tenant, version)`.
 //!
-//! Writes are applied last-writer-wins on the coordinator's version, so any
-//! order of delivery, and any repetition, converges to the same map. The map
-//! is split into shards so that growing it never rehashes everything at once
-//! (a stop-the-world pause on a large map), and so that the coordinator's
-//! direct writes and background replication rarely wait on each other.
+//! Writes are applied last-writer-wins on the coordinator's version
+//! ([`replaces`]), so any order of delivery, and any repetition, converges to
+//! the same map. The map is split into shards so that growing it never
+//! rehashes everything at once (a stop-the-world pause on a large map).
+//!
+//! IDs come from clients, so the hash is keyed per process
+//! ([`HashKeys`]): nobody outside the process can pick IDs that collide in
+//! one bucket or one shard.
+//!
+//! Per-tenant counts are not kept here: the node's view (see
+//! `node::replication`) keeps them, from the changes [`Store::apply`] reports.
 
 use crate::codec::RawEntry;
+use crate::keys::HashKeys;
 use crate::tenants::TenantId;
 use crate::version::Version;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Shards per store (at most 256: a shard number is a u8). Each rehash
@@ -75,32 +82,50 @@ struct Value {
     tenant: TenantId,
 }
 
-/// A hasher for i64 keys: the splitmix64 finaliser, much cheaper than SipHash.
-/// Keys come from clients, but a shard is small, so a client that aims
-/// collisions at one shard slows only that shard.
-#[derive(Default)]
-pub struct IdHasher(u64);
+/// The high and low halves of a 128-bit product, folded: a cheap keyed mix
+/// (as in foldhash); without the keys its output cannot be steered.
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+/// Builds the keyed ID hasher of a shard's table.
+#[derive(Clone, Copy)]
+struct KeyedIds {
+    keys: (u64, u64),
+}
+
+impl BuildHasher for KeyedIds {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher {
+            keys: self.keys,
+            hash: 0,
+        }
+    }
+}
+
+/// Hashes an `i64` key with the process's keys.
+pub struct IdHasher {
+    keys: (u64, u64),
+    hash: u64,
+}
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
-        self.0
+        self.hash
     }
 
     fn write(&mut self, bytes: &[u8]) {
         for &byte in bytes {
-            self.0 = mix(self.0 ^ u64::from(byte));
+            self.hash = folded_multiply(self.hash ^ self.keys.0 ^ u64::from(byte), self.keys.1);
         }
     }
 
     fn write_i64(&mut self, id: i64) {
-        self.0 = mix(id as u64);
+        self.hash = folded_multiply(id as u64 ^ self.keys.0, self.keys.1);
     }
-}
-
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 /// Shard `i` takes a share of the IDs proportional to `SHARDS + i`, so the
@@ -127,19 +152,24 @@ static SHARD_OF_UNIT: [u8; SHARE_UNITS] = {
     table
 };
 
-/// The shard of an ID: Fibonacci hashing (independent of the map's own
-/// hash), reduced to a share unit by multiply-shift.
+/// The shard of an ID: a keyed hash independent of the tables' own,
+/// reduced to a share unit by multiply-shift.
 fn shard_of(id: i64) -> usize {
-    let hash = (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    let (k0, k1) = HashKeys::of_process().shard;
+    let hash = folded_multiply(id as u64 ^ k0, k1) >> 32;
     SHARD_OF_UNIT[((hash * SHARE_UNITS as u64) >> 32) as usize] as usize
 }
 
-type Shard = HashMap<Key, Value, BuildHasherDefault<IdHasher>>;
+type Shard = HashMap<Key, Value, KeyedIds>;
+
+fn empty_shard() -> Shard {
+    HashMap::with_hasher(KeyedIds {
+        keys: HashKeys::of_process().table,
+    })
+}
 
 pub struct Store {
     shards: Vec<Mutex<Shard>>,
-    /// Items per tenant id, kept as items move so a count is O(1).
-    counts: RwLock<Vec<AtomicU64>>,
     items: AtomicU64,
 }
 
@@ -152,20 +182,16 @@ impl Default for Store {
 impl Store {
     pub fn new() -> Self {
         Store {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            counts: RwLock::new(Vec::new()),
+            shards: (0..SHARDS).map(|_| Mutex::new(empty_shard())).collect(),
             items: AtomicU64::new(0),
         }
     }
 
-    /// Applies writes last-writer-wins. Applying the same entry twice, or
-    /// entries in any order, gives the same result.
-    pub fn apply(&self, entries: &[Entry]) {
-        let Some(max_tenant) = entries.iter().map(|e| e.tenant).max() else {
-            return;
-        };
-        self.grow_counts(max_tenant);
-        let counts = self.counts.read();
+    /// Applies writes last-writer-wins, calling `moved(from, to)` for every
+    /// item that changes tenant (`from` is `None` for an item new here).
+    /// Applying the same entry twice, or entries in any order, gives the
+    /// same map.
+    pub fn apply(&self, entries: &[Entry], mut moved: impl FnMut(Option<TenantId>, TenantId)) {
         for entry in entries {
             let mut shard = self.shards[shard_of(entry.id)].lock();
             let new = Value {
@@ -176,41 +202,21 @@ impl Store {
                 MapEntry::Vacant(vacant) => {
                     vacant.insert(new);
                     self.items.fetch_add(1, Ordering::Relaxed);
-                    counts[entry.tenant.index()].fetch_add(1, Ordering::Relaxed);
+                    moved(None, entry.tenant);
                 }
                 MapEntry::Occupied(mut occupied) => {
                     let old = *occupied.get();
                     if !replaces(entry.version, old.version) {
                         continue;
                     }
+                    occupied.insert(new);
                     let old_tenant = old.tenant;
                     if old_tenant != entry.tenant {
-                        counts[old_tenant.index()].fetch_sub(1, Ordering::Relaxed);
-                        counts[entry.tenant.index()].fetch_add(1, Ordering::Relaxed);
+                        moved(Some(old_tenant), entry.tenant);
                     }
-                    occupied.insert(new);
                 }
             }
         }
-    }
-
-    fn grow_counts(&self, max_tenant: TenantId) {
-        let needed = max_tenant.index() + 1;
-        if self.counts.read().len() >= needed {
-            return;
-        }
-        let mut counts = self.counts.write();
-        while counts.len() < needed {
-            counts.push(AtomicU64::new(0));
-        }
-    }
-
-    /// How many IDs currently belong to `tenant`.
-    pub fn count(&self, tenant: TenantId) -> u64 {
-        self.counts
-            .read()
-            .get(tenant.index())
-            .map_or(0, |count| count.load(Ordering::Relaxed))
     }
 
     /// How many distinct IDs the store holds.
@@ -222,29 +228,37 @@ impl Store {
         self.len() == 0
     }
 
-    /// A copy of this store, one shard locked at a time, so writers go on.
-    pub fn copy(&self) -> Store {
-        let counts = self
-            .counts
-            .read()
-            .iter()
-            .map(|count| AtomicU64::new(count.load(Ordering::Relaxed)))
-            .collect();
-        Store {
-            shards: self
-                .shards
-                .iter()
-                .map(|shard| Mutex::new(shard.lock().clone()))
-                .collect(),
-            counts: RwLock::new(counts),
-            items: AtomicU64::new(self.len()),
+    /// Items per tenant, counted item by item (for a store filled without
+    /// watching its changes, e.g. from the data dir).
+    pub fn tenant_counts(&self) -> Vec<u64> {
+        let mut counts: Vec<u64> = Vec::new();
+        for shard in &self.shards {
+            for value in shard.lock().values() {
+                let index = value.tenant.index();
+                if counts.len() <= index {
+                    counts.resize(index + 1, 0);
+                }
+                counts[index] += 1;
+            }
         }
+        counts
     }
 
-    /// Applies every item of `other` to this store (last-writer-wins), a
-    /// shard at a time.
-    pub fn absorb(&self, other: &Store) {
-        other.for_each_shard(|entries| self.apply(entries));
+    /// A copy of this store, one shard locked at a time.
+    pub fn copy(&self) -> Store {
+        let store = Store::new();
+        store.replace_with(self);
+        store
+    }
+
+    /// Makes this store a copy of `other`, one shard at a time. The caller
+    /// keeps both stores from changing meanwhile.
+    pub fn replace_with(&self, other: &Store) {
+        for (mine, theirs) in self.shards.iter().zip(&other.shards) {
+            let copy = theirs.lock().clone();
+            *mine.lock() = copy;
+        }
+        self.items.store(other.len(), Ordering::Relaxed);
     }
 
     /// Calls `visit` with every item, a shard's worth of entries at a time,
@@ -262,17 +276,10 @@ impl Store {
         }
     }
 
-    /// Every item as an entry, one shard locked at a time, so writers go on.
+    /// Every item as an entry.
     pub fn entries(&self) -> Vec<Entry> {
         let mut entries = Vec::with_capacity(self.len() as usize);
-        for shard in &self.shards {
-            let shard = shard.lock();
-            entries.extend(shard.iter().map(|(key, value)| Entry {
-                id: key.0,
-                version: value.version,
-                tenant: value.tenant,
-            }));
-        }
+        self.for_each_shard(|shard| entries.extend_from_slice(shard));
         entries
     }
 }
@@ -280,6 +287,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn entry(id: i64, version: u64, tenant: u32) -> Entry {
         Entry {
@@ -289,8 +297,14 @@ mod tests {
         }
     }
 
-    fn count(store: &Store, tenant: u32) -> u64 {
-        store.count(TenantId::new(tenant))
+    /// Applies `entries` to `store` and returns the per-tenant counts.
+    fn counted(store: &Store, entries: &[Entry], counts: &mut [i64; 8]) {
+        store.apply(entries, |from, to| {
+            if let Some(from) = from {
+                counts[from.index()] -= 1;
+            }
+            counts[to.index()] += 1;
+        });
     }
 
     #[test]
@@ -301,58 +315,59 @@ mod tests {
             entry(1, 7, 2),
             entry(2, 1, 0),
         ];
-        let forward = Store::new();
-        forward.apply(&writes);
-        let backward = Store::new();
+        let (forward, backward) = (Store::new(), Store::new());
+        let (mut ahead, mut behind) = ([0; 8], [0; 8]);
+        counted(&forward, &writes, &mut ahead);
         for write in writes.iter().rev() {
-            backward.apply(std::slice::from_ref(write));
+            counted(&backward, std::slice::from_ref(write), &mut behind);
         }
-        for store in [&forward, &backward] {
-            assert_eq!(
-                (count(store, 0), count(store, 1), count(store, 2)),
-                (1, 1, 0)
-            );
-            assert_eq!(store.len(), 2);
-        }
+        assert_eq!(&ahead[..3], &[1, 1, 0]);
+        assert_eq!(ahead, behind);
+        assert_eq!((forward.len(), backward.len()), (2, 2));
     }
 
     #[test]
     fn repeated_entries_change_nothing() {
         let store = Store::new();
         let writes = [entry(1, 1, 0), entry(2, 2, 0)];
-        store.apply(&writes);
-        store.apply(&writes);
-        assert_eq!((count(&store, 0), store.len()), (2, 2));
+        let mut counts = [0; 8];
+        counted(&store, &writes, &mut counts);
+        counted(&store, &writes, &mut counts);
+        assert_eq!((counts[0], store.len()), (2, 2));
     }
 
     #[test]
-    fn counts_follow_moves_and_unknown_tenants_are_zero() {
+    fn moves_are_reported_with_their_old_tenant() {
         let store = Store::new();
-        store.apply(&[entry(i64::MIN, 1, 3), entry(i64::MAX, 2, 3)]);
-        store.apply(&[entry(i64::MIN, 3, 4)]);
-        assert_eq!(
-            (count(&store, 3), count(&store, 4), count(&store, 99)),
-            (1, 1, 0)
+        let mut counts = [0; 8];
+        counted(
+            &store,
+            &[entry(i64::MIN, 1, 3), entry(i64::MAX, 2, 3)],
+            &mut counts,
         );
+        counted(&store, &[entry(i64::MIN, 3, 4)], &mut counts);
+        assert_eq!((counts[3], counts[4]), (1, 1));
+        assert_eq!(store.tenant_counts(), vec![0, 0, 0, 1, 1]);
     }
 
     #[test]
-    fn entries_rebuild_the_same_store() {
+    fn copies_and_streams_hold_the_same_items() {
         let store = Store::new();
         let writes: Vec<Entry> = (0..10_000)
-            .map(|i| entry(i * 7919, i as u64, (i % 5) as u32))
+            .map(|i| entry(i * 7919, i as u64 + 1, (i % 5) as u32))
             .collect();
-        store.apply(&writes);
+        store.apply(&writes, |_, _| {});
         let rebuilt = Store::new();
-        rebuilt.apply(&store.entries());
+        rebuilt.apply(&store.entries(), |_, _| {});
         let mut streamed = 0;
         store.for_each_shard(|entries| streamed += entries.len());
         assert_eq!(streamed, 10_000);
-        for copy in [rebuilt, store.copy()] {
+        let replaced = Store::new();
+        replaced.apply(&[entry(1, 1, 7)], |_, _| {});
+        replaced.replace_with(&store);
+        for copy in [rebuilt, store.copy(), replaced] {
             assert_eq!(copy.len(), 10_000);
-            for tenant in 0..5 {
-                assert_eq!(count(&copy, tenant), 2_000);
-            }
+            assert_eq!(copy.tenant_counts(), vec![2_000; 5]);
         }
     }
 
@@ -370,12 +385,82 @@ mod tests {
         );
     }
 
+    /// The splitmix64 finaliser the store used to hash IDs with, unkeyed.
+    fn splitmix(mut x: u64) -> u64 {
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    }
+
+    /// IDs that all collide under [`splitmix`]: the finaliser is invertible,
+    /// so an attacker picks hashes sharing their low 40 bits (one bucket in
+    /// any table below 2^40 slots, same control byte) and inverts them.
+    fn colliding_ids(count: u64) -> Vec<i64> {
+        let inverse = |odd: u64| {
+            let mut x = odd;
+            for _ in 0..6 {
+                x = x.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(x)));
+            }
+            x
+        };
+        let unshift = |mut x: u64, shift: u32| {
+            let mut result = x;
+            for _ in 0..64 / shift {
+                x >>= shift;
+                result ^= x;
+            }
+            result
+        };
+        (0..count)
+            .map(|j| {
+                let mut x = unshift(j << 40, 31);
+                x = x.wrapping_mul(inverse(0x94d0_49bb_1331_11eb));
+                x = unshift(x, 27);
+                x = x.wrapping_mul(inverse(0xbf58_476d_1ce4_e5b9));
+                unshift(x, 30) as i64
+            })
+            .collect()
+    }
+
     #[test]
-    fn sequential_ids_spread_over_every_shard() {
-        let mut seen = [false; SHARDS];
-        for id in 0..10_000 {
-            seen[shard_of(id)] = true;
+    fn ids_built_to_collide_under_an_unkeyed_hash_apply_as_fast_as_random_ones() {
+        const COUNT: u64 = 60_000;
+        let crafted = colliding_ids(COUNT);
+        assert!(
+            crafted
+                .iter()
+                .all(|&id| splitmix(id as u64) & 0xff_ffff_ffff == 0),
+            "the crafted IDs do collide under the old hash"
+        );
+        // Under the keyed hash they spread like random IDs: no bucket of a
+        // 2^16-slot table gets more than a handful.
+        let build = KeyedIds {
+            keys: HashKeys::of_process().table,
+        };
+        let mut buckets = vec![0u32; 1 << 16];
+        for &id in &crafted {
+            buckets[(build.hash_one(Key(id)) & 0xffff) as usize] += 1;
         }
-        assert!(seen.iter().all(|&s| s));
+        let fullest = buckets.iter().max().copied().unwrap_or(0);
+        assert!(fullest < 16, "{fullest} crafted IDs share one bucket");
+
+        // And applying them takes about as long as random IDs (a generous
+        // bound: before the hash was keyed this ratio was in the hundreds).
+        let random: Vec<i64> = (0..COUNT).map(|i| splitmix(i ^ 0x5555) as i64).collect();
+        let time = |ids: &[i64]| {
+            let entries: Vec<Entry> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, &id)| entry(id, i as u64 + 1, 0))
+                .collect();
+            let started = Instant::now();
+            Store::new().apply(&entries, |_, _| {});
+            started.elapsed()
+        };
+        let (crafted_time, random_time) = (time(&crafted), time(&random));
+        assert!(
+            crafted_time < random_time * 8,
+            "crafted {crafted_time:?} vs random {random_time:?}"
+        );
     }
 }

@@ -1,12 +1,19 @@
 //! Tenant names interned to small numbers, shared by the coordinator and nodes.
 //!
-//! Nodes store a `TenantId` (4 bytes) per item instead of a string, and the
-//! node protocol carries ids, not names. Names are never removed: a tenant
-//! with no items left still counts 0.
+//! Nodes store a [`TenantId`] (4 bytes) per item instead of a string, and the
+//! node protocol carries ids, not names. Memory follows live data: a name no
+//! item uses any more is forgotten by [`Tenants::sweep`] and its id reused.
+//!
+//! A name must not be forgotten while a write naming it is on its way to the
+//! nodes, so a write pins its tenants ([`Tenants::pin_all`]) until every node
+//! has applied it (the replication log unpins). A read does not pin: it
+//! looks a name up as a [`Tag`] (id and generation) and checks afterwards
+//! that the id still means that name ([`Tenants::is_current`]).
 
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A tenant's number; numbers are dense, from 0, so they index arrays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -27,6 +34,13 @@ impl TenantId {
     }
 }
 
+/// A looked-up name: its id, and which use of that id it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tag {
+    pub id: TenantId,
+    generation: u64,
+}
+
 #[derive(Default)]
 pub struct Tenants {
     inner: RwLock<Inner>,
@@ -35,7 +49,21 @@ pub struct Tenants {
 #[derive(Default)]
 struct Inner {
     ids: HashMap<Arc<str>, TenantId>,
-    names: Vec<Arc<str>>,
+    slots: Vec<Slot>,
+    /// Ids of forgotten names, used again before new ones.
+    free: Vec<TenantId>,
+    /// Every name that gets an id gets the next generation: a tag names one
+    /// use of an id, never repeated.
+    next_generation: u64,
+}
+
+#[derive(Default)]
+struct Slot {
+    name: Option<Arc<str>>,
+    /// Which use of the id this is (see `Inner::next_generation`).
+    generation: u64,
+    /// Writes on their way to the nodes that name this tenant.
+    pins: AtomicU32,
 }
 
 impl Tenants {
@@ -43,12 +71,61 @@ impl Tenants {
         Self::default()
     }
 
-    /// The id of a known tenant.
-    pub fn lookup(&self, name: &str) -> Option<TenantId> {
-        self.inner.read().ids.get(name).copied()
+    /// The id of a known tenant, to read with.
+    pub fn lookup(&self, name: &str) -> Option<Tag> {
+        let inner = self.inner.read();
+        let id = *inner.ids.get(name)?;
+        let generation = inner.slots.get(id.index())?.generation;
+        Some(Tag { id, generation })
     }
 
-    /// The id of each name, adding the new ones; one lock per call, not per name.
+    /// Whether `tag`'s id still means the name it was looked up by.
+    pub fn is_current(&self, tag: Tag) -> bool {
+        self.inner
+            .read()
+            .slots
+            .get(tag.id.index())
+            .is_some_and(|slot| slot.generation == tag.generation && slot.name.is_some())
+    }
+
+    /// The id of each name, adding new ones, and pins each distinct tenant
+    /// once: it will not be forgotten until [`Tenants::unpin`] is called
+    /// with the returned `distinct` list.
+    pub fn pin_all<'a, I>(&self, names: I) -> Pinned
+    where
+        I: IntoIterator<Item = &'a str> + Clone,
+    {
+        let ids = self.intern_all(names);
+        let mut distinct = ids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let inner = self.inner.read();
+        for id in &distinct {
+            if let Some(slot) = inner.slots.get(id.index()) {
+                slot.pins.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        Pinned { ids, distinct }
+    }
+
+    /// Releases pins taken by [`Tenants::pin_all`].
+    pub fn unpin(&self, distinct: &[TenantId]) {
+        let inner = self.inner.read();
+        for id in distinct {
+            if let Some(slot) = inner.slots.get(id.index()) {
+                // Saturating: a bug elsewhere must not make a name immortal
+                // by wrapping to u32::MAX.
+                let _ = slot
+                    .pins
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |pins| {
+                        Some(pins.saturating_sub(1))
+                    });
+            }
+        }
+    }
+
+    /// The id of each name, adding the new ones; one lock per call, not per
+    /// name. Unpinned: for names already held by items (recovery).
     pub fn intern_all<'a, I>(&self, names: I) -> Vec<TenantId>
     where
         I: IntoIterator<Item = &'a str> + Clone,
@@ -68,27 +145,58 @@ impl Tenants {
         names.into_iter().map(|name| inner.intern(name)).collect()
     }
 
-    /// The id of one name, added if new.
-    pub fn intern(&self, name: &str) -> TenantId {
-        if let Some(id) = self.lookup(name) {
-            return id;
-        }
-        self.inner.write().intern(name)
-    }
-
-    /// How many tenants are known; every valid id is below this.
+    /// Slots of ids handed out, used or free; every valid id is below it.
     pub fn len(&self) -> usize {
-        self.inner.read().names.len()
+        self.inner.read().slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.live() == 0
+    }
+
+    /// Names known now.
+    pub fn live(&self) -> usize {
+        self.inner.read().ids.len()
     }
 
     /// The name of an id.
     pub fn name(&self, id: TenantId) -> Option<Arc<str>> {
-        self.inner.read().names.get(id.index()).cloned()
+        self.inner.read().slots.get(id.index())?.name.clone()
     }
+
+    /// Forgets names no item holds, so their memory goes and their ids are
+    /// reused. `keep_unused` gets every unpinned name's id and keeps those
+    /// no item holds; it runs while no write can pin or intern, so what it
+    /// reads of the nodes cannot change under it. Returns how many went.
+    pub fn sweep(&self, keep_unused: impl FnOnce(&mut Vec<TenantId>)) -> usize {
+        let mut guard = self.inner.write();
+        let inner = &mut *guard;
+        let mut unused: Vec<TenantId> = inner
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.name.is_some() && slot.pins.load(Ordering::SeqCst) == 0)
+            .map(|(index, _)| TenantId(index as u32))
+            .collect();
+        keep_unused(&mut unused);
+        for &id in &unused {
+            if let Some(name) = inner.slots.get_mut(id.index()).and_then(|s| s.name.take()) {
+                inner.ids.remove(&name);
+                inner.free.push(id);
+            }
+        }
+        inner.shrink();
+        unused.len()
+    }
+}
+
+/// Ids of a write's tenants, pinned until the write reached every node.
+#[derive(Debug)]
+pub struct Pinned {
+    /// One id per name given, in order.
+    pub ids: Vec<TenantId>,
+    /// Each pinned id once.
+    pub distinct: Vec<TenantId>,
 }
 
 impl Inner {
@@ -96,14 +204,47 @@ impl Inner {
         if let Some(&id) = self.ids.get(name) {
             return id;
         }
-        // Ids are u32; more than 4 billion distinct tenants would need more
-        // memory than the boxes this runs on have, so this cannot overflow in
-        // practice, and saturating keeps it from panicking if it did.
-        let id = TenantId(u32::try_from(self.names.len()).unwrap_or(u32::MAX));
         let name: Arc<str> = Arc::from(name);
-        self.names.push(name.clone());
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                // Ids are u32; more than 4 billion live tenants would need
+                // far more memory than the boxes this runs on have.
+                let id = TenantId(u32::try_from(self.slots.len()).unwrap_or(u32::MAX));
+                self.slots.push(Slot::default());
+                id
+            }
+        };
+        self.next_generation += 1;
+        if let Some(slot) = self.slots.get_mut(id.index()) {
+            slot.name = Some(name.clone());
+            slot.generation = self.next_generation;
+        }
         self.ids.insert(name, id);
         id
+    }
+
+    /// Gives back memory of tables that emptied out; the slots past the
+    /// last used id go too.
+    fn shrink(&mut self) {
+        if self.ids.capacity() > 64 && self.ids.len() < self.ids.capacity() / 4 {
+            self.ids.shrink_to_fit();
+        }
+        while self
+            .slots
+            .last()
+            .is_some_and(|slot| slot.name.is_none() && slot.pins.load(Ordering::SeqCst) == 0)
+        {
+            self.slots.pop();
+        }
+        let end = self.slots.len();
+        self.free.retain(|id| id.index() < end);
+        if self.free.capacity() > 64 && self.free.len() < self.free.capacity() / 4 {
+            self.free.shrink_to_fit();
+        }
+        if self.slots.capacity() > 64 && self.slots.len() < self.slots.capacity() / 4 {
+            self.slots.shrink_to_fit();
+        }
     }
 }
 
@@ -119,11 +260,43 @@ mod tests {
             tenants.intern_all(["a", "b", "a"]),
             vec![id(0), id(1), id(0)]
         );
-        assert_eq!(tenants.intern("b"), id(1));
         assert_eq!(tenants.intern_all(["b", "c"]), vec![id(1), id(2)]);
-        assert_eq!(tenants.lookup("c"), Some(id(2)));
+        assert_eq!(tenants.lookup("c").map(|tag| tag.id), Some(id(2)));
         assert_eq!(tenants.lookup("d"), None);
         assert_eq!(tenants.len(), 3);
         assert_eq!(tenants.name(id(2)).as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn unused_unpinned_names_are_forgotten_and_their_ids_reused() {
+        let tenants = Tenants::new();
+        let pinned = tenants.pin_all(["a", "b", "a"]);
+        assert_eq!(pinned.distinct.len(), 2);
+        let a = tenants.lookup("a").unwrap();
+        assert_eq!(tenants.sweep(|_| {}), 0, "pinned names stay");
+        tenants.unpin(&pinned.distinct);
+        // "b" still has items somewhere; "a" has none.
+        assert_eq!(tenants.sweep(|unused| unused.retain(|&id| id == a.id)), 1);
+        assert!(tenants.lookup("a").is_none());
+        assert!(!tenants.is_current(a), "a stale tag is noticed");
+        let reused = tenants.intern_all(["z"])[0];
+        assert_eq!(reused, a.id, "the freed id is given to the next name");
+        assert!(!tenants.is_current(a));
+        assert!(tenants.is_current(tenants.lookup("z").unwrap()));
+        assert_eq!(tenants.live(), 2);
+    }
+
+    #[test]
+    fn churning_through_many_names_keeps_the_table_small() {
+        let tenants = Tenants::new();
+        for round in 0..20 {
+            let names: Vec<String> = (0..1_000).map(|i| format!("r{round}-{i}")).collect();
+            let pinned = tenants.pin_all(names.iter().map(String::as_str));
+            tenants.unpin(&pinned.distinct);
+            tenants.sweep(|_| {});
+        }
+        assert_eq!(tenants.live(), 0);
+        assert_eq!(tenants.len(), 0, "trailing free slots are dropped");
+        assert!(tenants.inner.read().ids.capacity() <= 2_048);
     }
 }

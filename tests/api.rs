@@ -272,7 +272,7 @@ fn metrics_are_prometheus_text() {
         "dc_items_accepted_total 2",
         "dc_node_master{node=\"0\"} 1",
         "dc_node_alive{node=\"3\"} 1",
-        "# TYPE dc_node_replication_lag_chunks gauge",
+        "# TYPE dc_node_replication_lag_items gauge",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }

@@ -1,34 +1,63 @@
 //! The coordinator: the one entry point of writes and reads.
 //!
-//! A write ([`Coordinator::write`]) gives a validated batch its versions (see
-//! [`crate::version`]), hands its log record to the WAL in durable mode,
-//! spreads it over the live nodes, and succeeds once both are done. A read
-//! ([`Coordinator::count`]) asks the master, or a live replica when the
-//! master cannot answer in time.
+//! ```text
+//!   mod.rs     Coordinator: write, count, status, faults
+//!   split.rs   how a batch is cut over the live nodes (load balancing)
+//!   outbox.rs  pieces bound for one node share a frame and a round trip
+//!   pool.rs    authenticated node connections with deadlines
+//! ```
+//!
+//! A write ([`Coordinator::write`]) opens the batch in the replication log
+//! (which gives it its versions, see [`crate::version`]), hands its record to
+//! the WAL in durable mode, and sends its pieces to the live nodes, each of
+//! which puts its piece in the replication log and acknowledges. It
+//! succeeds once every piece is acknowledged and the record is on disk; a
+//! batch that fails is abandoned in the log, so it never blocks others.
+//!
+//! A read ([`Coordinator::count`]) is answered by the master (or a replica
+//! when the master cannot answer in time) once the node has applied every
+//! batch acknowledged before the read, and every batch any earlier read
+//! saw: counts are linearizable with batches as single operations.
 
+mod outbox;
 pub mod pool;
+mod split;
 
 use crate::batch::Item;
-use crate::cluster::{Cluster, Fault, FaultError, Slot};
+use crate::cluster::{Cluster, Fault, FaultError, Role};
+use crate::node::{Node, NodeId};
 use crate::protocol::{self, Response};
+use crate::replication::ReplicationLog;
 use crate::store::Entry;
-use crate::version::{Exhausted, Version, VersionClock};
+use crate::tenants::{Pinned, Tenants};
+use crate::version::{Exhausted, Version, Versions};
 use crate::wal::{Pending, Wal, WalError, record};
-use pool::{CallError, Connection};
+use outbox::{Flight, Outbox, Outcome, Waiter, Wake};
+use parking_lot::Mutex;
+use pool::Pool;
+use serde::Serialize;
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long a node has to acknowledge its chunk before the chunk goes to
-/// another node.
+/// How long a node has to acknowledge a frame before its pieces go to
+/// another node, plus [`ACK_TIME_PER_MIB`] for each MiB in the frame.
 pub const ACK_TIMEOUT: Duration = Duration::from_millis(300);
 /// When every live node missed [`ACK_TIMEOUT`] for a piece, it is tried once
 /// more with this longer deadline (a loaded machine, not a dead cluster).
 pub const PATIENT_ACK_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a node has to answer a count before another node is asked.
+/// Extra time a node gets per MiB of frame, so a big frame that is still
+/// arriving is not sent to a second node meanwhile.
+pub const ACK_TIME_PER_MIB: Duration = Duration::from_millis(25);
+/// A node that did not answer in time is left out of new writes this long.
+pub const BUSY_BACKOFF: Duration = Duration::from_millis(500);
+/// How long one node may take to reach a read's watermark before another
+/// node is asked.
 pub const COUNT_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// How long a read may wait in all: long enough for a write that stalls the
+/// watermark to resolve (acknowledged, or abandoned after its retries).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// No node could take a write or answer a read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,15 +71,15 @@ impl fmt::Display for Unavailable {
 
 impl std::error::Error for Unavailable {}
 
-/// A write that was accepted: every item is stored (and logged, in durable
-/// mode), so the crash of any one node cannot lose it.
+/// A write that was accepted: every item is in the replication log (and on
+/// disk, in durable mode), so the crash of any one node cannot lose it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
     pub items: usize,
 }
 
-/// Why a write was not accepted. Nothing of it is promised: parts may have
-/// been stored or logged (README, "Choices").
+/// Why a write was not accepted. Nothing of it is promised: it may be
+/// visible with what was stored before it failed (README, "Guarantees").
 #[derive(Debug)]
 pub enum WriteError {
     /// No live node took the items in time.
@@ -106,55 +135,88 @@ impl From<Exhausted> for WriteError {
     }
 }
 
-/// Cuts `len` items into `parts` contiguous ranges whose sizes differ by at
-/// most one, larger ones first: 11 over 4 is 3, 3, 3, 2.
-pub fn split_evenly(len: usize, parts: usize) -> Vec<Range<usize>> {
-    let parts = parts.max(1);
-    let (base, extra) = (len / parts, len % parts);
-    let mut start = 0;
-    (0..parts)
-        .map(|part| {
-            let size = base + usize::from(part < extra);
-            let range = start..start + size;
-            start += size;
-            range
-        })
-        .collect()
+/// What `/nodes` shows of one node (and `/metrics`, with the skipped fields).
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub id: usize,
+    pub role: Role,
+    pub alive: bool,
+    pub addr: Option<String>,
+    pub items: u64,
+    pub received: u64,
+    #[serde(skip)]
+    pub stalled: bool,
+    #[serde(skip)]
+    pub lag: u64,
 }
 
-/// One piece of a batch on its way to one node.
-struct Job {
-    range: Range<usize>,
-    slot: usize,
-    /// Nodes that already failed this piece.
-    tried: Vec<usize>,
-    /// This is the last try, with [`PATIENT_ACK_TIMEOUT`].
-    patient: bool,
+/// The coordinator's side of one node: its outbox, its connections, and
+/// what it has seen of it.
+#[derive(Default)]
+struct Lane {
+    outbox: Outbox,
+    pool: Pool,
+    /// Items the node acknowledged directly from the coordinator.
+    received: AtomicU64,
+    busy_until: Mutex<Option<Instant>>,
 }
 
-/// A job whose frame went out, waiting for its acknowledgement.
-struct InFlight {
-    job: Job,
-    connection: Connection,
-    request_id: u64,
+impl Lane {
+    /// The node missed a deadline recently.
+    fn is_busy(&self) -> bool {
+        self.busy_until
+            .lock()
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    fn mark_busy(&self) {
+        *self.busy_until.lock() = Some(Instant::now() + BUSY_BACKOFF);
+    }
+
+    fn mark_answering(&self) {
+        *self.busy_until.lock() = None;
+    }
+}
+
+/// Abandons a batch in the replication log unless the write succeeded, so
+/// no failure path (an error, a panic) can leave it blocking later batches.
+struct OpenBatch<'a> {
+    log: &'a ReplicationLog,
+    versions: Versions,
+    stored: bool,
+}
+
+impl Drop for OpenBatch<'_> {
+    fn drop(&mut self) {
+        if !self.stored && self.versions.len > 0 {
+            self.log.abandon(self.versions.first);
+        }
+    }
 }
 
 pub struct Coordinator {
     cluster: Arc<Cluster>,
-    clock: VersionClock,
     /// The log, in durable mode; the coordinator is its one owner.
     wal: Option<Wal>,
+    lanes: Vec<Lane>,
+    turn: split::Turn,
+    /// The highest version of any acknowledged write.
+    acknowledged: AtomicU64,
+    /// The highest watermark any read was answered at.
+    served: AtomicU64,
     next_request: AtomicU64,
 }
 
 impl Coordinator {
-    /// A coordinator whose first batch gets versions after `last_version`
-    /// (the highest version recovered from disk, or zero).
-    pub fn new(cluster: Arc<Cluster>, wal: Option<Wal>, last_version: Version) -> Self {
+    pub fn new(cluster: Arc<Cluster>, wal: Option<Wal>) -> Self {
+        let resolved = cluster.log().resolved().get();
         Coordinator {
+            lanes: (0..cluster.size()).map(|_| Lane::default()).collect(),
             cluster,
-            clock: VersionClock::after(last_version),
             wal,
+            turn: split::Turn::default(),
+            acknowledged: AtomicU64::new(resolved),
+            served: AtomicU64::new(resolved),
             next_request: AtomicU64::new(1),
         }
     }
@@ -167,54 +229,67 @@ impl Coordinator {
         self.wal.as_ref()
     }
 
+    fn tenants(&self) -> &Tenants {
+        self.cluster.tenants()
+    }
+
     /// Injects a fault into node `id` (`--fault-injection`).
     pub fn fault(&self, id: usize, fault: Fault) -> Result<(), FaultError> {
-        self.cluster.inject(id, fault, self.wal.as_ref())
+        let result = self.cluster.inject(id, fault, self.wal.as_ref());
+        if let Some(lane) = self.lanes.get(id) {
+            // Its connections point at a dead or moved node.
+            lane.pool.clear();
+            lane.mark_answering();
+        }
+        result
     }
 
     /// Stores a validated batch: orders it, logs it (durable mode) while the
     /// nodes store it, and succeeds once both are done.
     pub fn write(&self, items: &[Item<'_>]) -> Result<Accepted, WriteError> {
-        if self.cluster.live().is_empty() {
+        if self.cluster.roster().live().next().is_none() {
             return Err(Unavailable("no node is alive to take the items").into());
         }
-        let entries = self.order(items)?;
-        // The log write and the nodes' stores run at the same time.
-        let logged = self.wal.as_ref().map(|wal| self.log(wal, &entries));
-        let stored = self.store(&entries);
-        if let Some(pending) = logged {
-            pending?.wait()?;
-        }
-        stored?;
-        Ok(Accepted {
-            items: entries.len(),
-        })
-    }
-
-    /// Gives a batch its place in the global order.
-    fn order(&self, items: &[Item<'_>]) -> Result<Vec<Entry>, Exhausted> {
-        let tenants = self
-            .cluster
+        let Pinned { ids, distinct } = self
             .tenants()
-            .intern_all(items.iter().map(|item| item.tenant.as_ref()));
-        let versions = self.clock.reserve(items.len() as u64)?;
-        Ok(items
+            .pin_all(items.iter().map(|item| item.tenant.as_ref()));
+        let log = self.cluster.log();
+        let versions = log.open(items.len() as u64, distinct)?;
+        let mut batch = OpenBatch {
+            log,
+            versions,
+            stored: false,
+        };
+        let entries: Arc<[Entry]> = items
             .iter()
-            .zip(tenants)
+            .zip(ids)
             .enumerate()
             .map(|(index, (item, tenant))| Entry {
                 id: item.id,
                 version: versions.nth(index),
                 tenant,
             })
-            .collect())
+            .collect();
+        // The log write and the nodes' stores run at the same time.
+        let logged = self.wal.as_ref().map(|wal| self.log(wal, &entries));
+        let stored = self.store(versions, &entries);
+        batch.stored = stored.is_ok();
+        if let Some(pending) = logged {
+            pending?.wait()?;
+        }
+        stored?;
+        self.acknowledged
+            .fetch_max(versions.last().get(), Ordering::SeqCst);
+        Ok(Accepted {
+            items: entries.len(),
+        })
     }
 
     /// Hands the batch's log record to the WAL writer. A huge batch (a
     /// raised --max-body-bytes) becomes several records, each far below
     /// `record::MAX_PAYLOAD_BYTES`; versions keep their order.
     fn log(&self, wal: &Wal, entries: &[Entry]) -> Result<Pending, WalError> {
-        let tenants = self.cluster.tenants();
+        let tenants = self.tenants();
         let mut bytes = Vec::with_capacity(64 + entries.len() * 20);
         for part in entries.chunks(record::MAX_ENTRIES_PER_RECORD) {
             record::encode_batch(&mut bytes, part, |tenant| {
@@ -224,33 +299,29 @@ impl Coordinator {
         wal.append(bytes)
     }
 
-    /// Stores a batch: each live node takes one contiguous chunk; a chunk
-    /// whose node is dead or misses [`ACK_TIMEOUT`] goes to another node.
-    fn store(&self, entries: &[Entry]) -> Result<(), Unavailable> {
-        let mut frame = Vec::new();
-        let frame = &mut frame;
-        let mut targets: Vec<usize> = self.writable_slots();
-        if targets.is_empty() {
-            return Err(Unavailable("no node is alive to take the items"));
-        }
+    /// Stores a batch: each writable node takes one contiguous chunk (see
+    /// [`split`]); a chunk whose node is dead or misses its deadline goes
+    /// to another node.
+    fn store(&self, versions: Versions, entries: &Arc<[Entry]>) -> Result<(), Unavailable> {
         if entries.is_empty() {
             return Ok(());
         }
-        targets.truncate(entries.len());
-        let mut jobs: Vec<Job> = split_evenly(entries.len(), targets.len())
-            .into_iter()
-            .zip(&targets)
-            .flat_map(|(range, &slot)| {
-                split_by_frame(range).map(move |range| Job {
-                    range,
-                    slot,
-                    tried: Vec::new(),
-                    patient: false,
-                })
-            })
-            .collect();
+        let roster = self.cluster.roster();
+        let targets = self.writable(&roster);
+        if targets.is_empty() {
+            return Err(Unavailable("no node is alive to take the items"));
+        }
+        let first = self.turn.next(roster.epoch(), targets.len());
+        let mut jobs = split::jobs(versions, entries, &targets, first);
         while !jobs.is_empty() {
-            let failed = self.send_round(entries, jobs, frame);
+            let outcomes = self.deliver(&jobs);
+            let mut failed = Vec::new();
+            for (mut job, outcome) in jobs.into_iter().zip(outcomes) {
+                if outcome != Outcome::Stored {
+                    job.tried.push(job.node);
+                    failed.push(job);
+                }
+            }
             jobs = failed
                 .into_iter()
                 .map(|job| self.reassign(job))
@@ -260,193 +331,255 @@ impl Coordinator {
     }
 
     /// Live nodes that answered recently, or every live node if none did.
-    fn writable_slots(&self) -> Vec<usize> {
-        let live = self.cluster.live();
-        let answering: Vec<usize> = live
-            .iter()
-            .filter(|(slot, node)| !slot.is_busy() && !node.is_stalled())
-            .map(|(slot, _)| slot.id)
+    fn writable(&self, roster: &crate::cluster::Roster) -> Vec<NodeId> {
+        let answering: Vec<NodeId> = roster
+            .live()
+            .filter(|node| !node.is_stalled() && !self.lanes[node.id().0].is_busy())
+            .map(Node::id)
             .collect();
         if answering.is_empty() {
-            live.iter().map(|(slot, _)| slot.id).collect()
+            roster.live().map(Node::id).collect()
         } else {
             answering
         }
     }
 
-    /// Gives a failed job to a live node that has not failed it yet.
-    fn reassign(&self, mut job: Job) -> Result<Job, Unavailable> {
-        job.tried.push(job.slot);
-        let candidates = self.writable_slots();
-        let live: Vec<usize> = self
-            .cluster
-            .live()
-            .iter()
-            .map(|(slot, _)| slot.id)
-            .collect();
-        if let Some(next) = candidates
+    /// Gives a failed job to a live node that has not failed it yet; once
+    /// every node failed it, one patient try; then the write fails.
+    fn reassign(&self, mut job: split::Job) -> Result<split::Job, Unavailable> {
+        let roster = self.cluster.roster();
+        let candidates = self.writable(&roster);
+        let live: Vec<NodeId> = roster.live().map(Node::id).collect();
+        if let Some(&next) = candidates
             .iter()
             .chain(&live)
             .find(|id| !job.tried.contains(id))
         {
-            job.slot = *next;
+            job.node = next;
             return Ok(job);
         }
-        match live.first() {
-            Some(&first) if !job.patient => {
-                job.patient = true;
-                job.slot = candidates.first().copied().unwrap_or(first);
+        match (candidates.first(), job.parcel.patient) {
+            (Some(&first), false) => {
+                job.parcel.patient = true;
+                job.node = first;
                 Ok(job)
             }
             _ => Err(Unavailable("no live node acknowledged the items in time")),
         }
     }
 
-    /// Sends every job, then collects the acknowledgements; returns the jobs
-    /// that failed.
-    fn send_round(&self, entries: &[Entry], jobs: Vec<Job>, frame: &mut Vec<u8>) -> Vec<Job> {
-        let timeout = if jobs.iter().any(|job| job.patient) {
-            PATIENT_ACK_TIMEOUT
-        } else {
-            ACK_TIMEOUT
-        };
-        let deadline = Instant::now() + timeout;
-        let mut failed = Vec::new();
-        let mut in_flight = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let slot = &self.cluster.slots()[job.slot];
-            let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
-            protocol::encode_store(frame, request_id, &entries[job.range.clone()]);
-            match self.send_to(slot, frame, deadline) {
-                Ok(connection) => in_flight.push(InFlight {
-                    job,
-                    connection,
-                    request_id,
-                }),
-                Err(_) => failed.push(job),
+    /// Sends every job's parcel through its node's outbox and waits for the
+    /// outcomes, leading the outboxes handed to this request meanwhile.
+    fn deliver(&self, jobs: &[split::Job]) -> Vec<Outcome> {
+        let waiter = Arc::new(Waiter::new(jobs.len()));
+        let mut lead: Vec<NodeId> = Vec::new();
+        for (index, job) in jobs.iter().enumerate() {
+            if self.lanes[job.node.0]
+                .outbox
+                .push(job.parcel.clone(), &waiter, index)
+            {
+                lead.push(job.node);
             }
         }
-        for sent in in_flight {
-            let slot = &self.cluster.slots()[sent.job.slot];
-            let mut connection = sent.connection;
-            match connection.receive(sent.request_id, deadline) {
-                Ok(Response::Stored { .. }) => {
-                    slot.received
-                        .fetch_add(sent.job.range.len() as u64, Ordering::Relaxed);
-                    slot.mark_answering();
-                    slot.pool.give_back(connection);
-                }
-                Err(error) => {
-                    self.note_failure(slot, &error);
-                    failed.push(sent.job);
+        loop {
+            let mut flights = Vec::new();
+            while let Some(node) = lead.pop() {
+                match self.take_off(node, &waiter) {
+                    Ok(flight) => flights.push(flight),
+                    // Each failed take-off used up queued parcels, so
+                    // leading again ends.
+                    Err(LeadAgain(true)) => lead.push(node),
+                    Err(LeadAgain(false)) => {}
                 }
             }
+            for flight in flights {
+                lead.extend(self.land(flight, &waiter));
+            }
+            if !lead.is_empty() {
+                continue;
+            }
+            match waiter.wait() {
+                Wake::Done(outcomes) => return outcomes,
+                Wake::Lead(nodes) => lead = nodes,
+            }
         }
-        failed
     }
 
-    /// Writes a frame to a slot's current node, retrying once on a fresh
-    /// connection when an idle pooled one turns out to be cut.
-    fn send_to(
+    /// Sends the queued parcels of `node`'s outbox as one frame. If the
+    /// frame could not go out, its parcels failed, and the error says
+    /// whether this request leads the outbox's next frame.
+    fn take_off(&self, node: NodeId, me: &Arc<Waiter>) -> Result<Flight, LeadAgain> {
+        let lane = &self.lanes[node.0];
+        let group = lane.outbox.take_group();
+        let (entries, patient) = outbox::measure(&group);
+        let deadline = Instant::now() + ack_timeout(entries, patient);
+        let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let mut frame = Vec::with_capacity(protocol::EMPTY_STORE_BYTES + entries * 20 + 64);
+        outbox::encode(&mut frame, request_id, &group);
+        let addr = self.cluster.roster().node(node).and_then(Node::addr);
+        let sent = addr
+            .ok_or(pool::CallError::NodeGone)
+            .and_then(|addr| self.send(lane, addr, &frame, deadline));
+        match sent {
+            Ok(connection) => Ok(Flight::new(node, group, connection, request_id, deadline)),
+            Err(error) => {
+                self.note_failure(lane, &error);
+                outbox::complete(
+                    group,
+                    Outcome::Failed {
+                        timeout: error.is_timeout(),
+                    },
+                );
+                Err(LeadAgain(lane.outbox.hand_over(node, me)))
+            }
+        }
+    }
+
+    /// Writes a frame to the node, retrying once on a fresh connection
+    /// when an idle pooled one turns out to be cut.
+    fn send(
         &self,
-        slot: &Slot,
+        lane: &Lane,
+        addr: std::net::SocketAddr,
         frame: &[u8],
         deadline: Instant,
-    ) -> Result<Connection, CallError> {
-        let addr = slot
-            .node()
-            .and_then(|node| node.addr())
-            .ok_or(CallError::NodeGone)?;
-        let mut connection = slot.pool.take(addr)?;
+    ) -> Result<pool::Connection, pool::CallError> {
+        let mut connection = lane.pool.take(addr)?;
         match connection.send(frame, deadline) {
             Ok(()) => Ok(connection),
             Err(_) if connection.reused => {
-                let mut fresh = Connection::open(addr)?;
+                let mut fresh = pool::Connection::open(addr)?;
                 fresh.send(frame, deadline)?;
                 Ok(fresh)
             }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Takes the node's answer to a flight and tells its parcels; returns
+    /// the node again if this request must lead its next frame.
+    fn land(&self, mut flight: Flight, me: &Arc<Waiter>) -> Option<NodeId> {
+        let node = flight.node;
+        let lane = &self.lanes[node.0];
+        let entries = flight.entries() as u64;
+        let answer = flight
+            .connection
+            .receive(flight.request_id, flight.deadline);
+        match answer {
+            Ok(Response::Stored { .. }) => {
+                lane.received.fetch_add(entries, Ordering::Relaxed);
+                lane.mark_answering();
+                lane.pool.give_back(flight.land(Outcome::Stored));
+            }
+            Ok(_) => {
+                // Refused: the node's replication log is full for now.
+                lane.pool.give_back(flight.land(Outcome::Refused));
+            }
             Err(error) => {
-                self.note_failure(slot, &error);
-                Err(error)
+                self.note_failure(lane, &error);
+                drop(flight.land(Outcome::Failed {
+                    timeout: error.is_timeout(),
+                }));
             }
         }
+        lane.outbox.hand_over(node, me).then_some(node)
     }
 
-    fn note_failure(&self, slot: &Slot, error: &CallError) {
+    fn note_failure(&self, lane: &Lane, error: &pool::CallError) {
         // A timeout means busy; anything else means dead or moved, and the
-        // slot already says which. Either way idle connections are suspect.
+        // roster already says which. Either way idle connections are suspect.
         if error.is_timeout() {
-            slot.mark_busy();
+            lane.mark_busy();
         }
-        slot.pool.clear();
+        lane.pool.clear();
     }
 
-    /// Counts a tenant's items on the master, seeing every write that was
-    /// acknowledged before this call. The count is read from the master's
-    /// memory once it has applied everything queued on it; if it cannot
-    /// answer within [`COUNT_TIMEOUT`] (stalled, slow), another live node
-    /// answers with the same guarantee.
+    /// Counts a tenant's items, seeing every write acknowledged before this
+    /// call and whatever any earlier read saw, and never part of a batch.
     pub fn count(&self, tenant: &str) -> Result<u64, Unavailable> {
-        let Some(master) = self.cluster.master_id() else {
-            return Err(Unavailable("no master is alive to answer"));
-        };
-        let tenant = self.cluster.tenants().lookup(tenant);
-        let mut candidates = self.cluster.live();
-        // The master first, unless it is known to be busy: then a replica
-        // answers at once instead of after a timeout.
-        candidates
-            .sort_by_key(|(slot, node)| (node.is_stalled() || slot.is_busy(), slot.id != master));
-        for (slot, node) in candidates {
-            match node.count_after_queued(tenant, COUNT_TIMEOUT) {
-                Some(count) => return Ok(count),
-                None => slot.mark_busy(),
+        let deadline = Instant::now() + READ_TIMEOUT;
+        loop {
+            let roster = self.cluster.roster();
+            if roster.master().is_none() {
+                return Err(Unavailable("no master is alive to answer"));
+            }
+            let tag = self.tenants().lookup(tenant);
+            let target = Version::new(
+                self.acknowledged
+                    .load(Ordering::SeqCst)
+                    .max(self.served.load(Ordering::SeqCst)),
+            );
+            for node in self.readers(&roster) {
+                let until = deadline.min(Instant::now() + COUNT_TIMEOUT);
+                let Some((count, watermark)) =
+                    node.view().count_at(tag.map(|t| t.id), target, until)
+                else {
+                    continue;
+                };
+                if tag.is_some_and(|tag| !self.tenants().is_current(tag)) {
+                    // The name was forgotten (no items) and its id reused
+                    // meanwhile: look it up again.
+                    break;
+                }
+                self.served.fetch_max(watermark.get(), Ordering::SeqCst);
+                return Ok(count);
+            }
+            if Instant::now() >= deadline {
+                return Err(Unavailable("no live node answered the count in time"));
             }
         }
-        Err(Unavailable("no live node answered the count in time"))
+    }
+
+    /// The nodes a read asks, in order: the master first, unless it is
+    /// stalled or busy; nodes that fell behind the log last.
+    fn readers<'r>(&self, roster: &'r crate::cluster::Roster) -> Vec<&'r Node> {
+        let master = roster.master_id();
+        let mut readers: Vec<&Node> = roster.live().collect();
+        readers.sort_by_key(|node| {
+            (
+                !node.is_attached(),
+                node.is_stalled() || self.lanes[node.id().0].is_busy(),
+                Some(node.id()) != master,
+            )
+        });
+        readers
+    }
+
+    /// The master, if one serves.
+    pub fn master(&self) -> Option<NodeId> {
+        self.cluster.roster().master_id()
+    }
+
+    /// Every node, in id order, for `/nodes` and `/metrics`.
+    pub fn status(&self) -> Vec<NodeStatus> {
+        self.cluster
+            .status()
+            .into_iter()
+            .map(|state| NodeStatus {
+                id: state.id.0,
+                role: state.role,
+                alive: state.alive,
+                addr: state.addr,
+                items: state.items,
+                received: self.lanes[state.id.0].received.load(Ordering::Relaxed),
+                stalled: state.stalled,
+                lag: state.lag,
+            })
+            .collect()
     }
 }
 
-/// Cuts a node's chunk into pieces that each fit in one frame.
-fn split_by_frame(range: Range<usize>) -> impl Iterator<Item = Range<usize>> {
-    let step = protocol::MAX_ENTRIES_PER_FRAME;
-    range
-        .clone()
-        .step_by(step)
-        .map(move |start| start..(start + step).min(range.end))
-}
+/// After a frame failed to go out: whether the outbox's next frame is the
+/// caller's to lead.
+struct LeadAgain(bool);
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sizes(len: usize, parts: usize) -> Vec<usize> {
-        split_evenly(len, parts).iter().map(|r| r.len()).collect()
-    }
-
-    #[test]
-    fn chunks_are_even_larger_first_and_contiguous() {
-        assert_eq!(sizes(11, 4), vec![3, 3, 3, 2]);
-        assert_eq!(sizes(8, 4), vec![2, 2, 2, 2]);
-        assert_eq!(sizes(2, 4), vec![1, 1, 0, 0]);
-        assert_eq!(sizes(5, 1), vec![5]);
-        let ranges = split_evenly(100, 7);
-        assert_eq!(ranges.first().map(|r| r.start), Some(0));
-        assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
-        assert_eq!(ranges.last().map(|r| r.end), Some(100));
-    }
-
-    #[test]
-    fn large_chunks_are_cut_to_frame_size() {
-        let max = protocol::MAX_ENTRIES_PER_FRAME;
-        let pieces: Vec<_> = split_by_frame(5..5 + 2 * max + 1).collect();
-        assert_eq!(
-            pieces,
-            vec![
-                5..5 + max,
-                5 + max..5 + 2 * max,
-                5 + 2 * max..5 + 2 * max + 1
-            ]
-        );
-        assert_eq!(split_by_frame(3..3).count(), 0);
-    }
+/// The deadline of a frame of `entries` entries.
+fn ack_timeout(entries: usize, patient: bool) -> Duration {
+    let base = if patient {
+        PATIENT_ACK_TIMEOUT
+    } else {
+        ACK_TIMEOUT
+    };
+    let mib = (entries * crate::codec::ENTRY_BYTES) as u32 / (1024 * 1024);
+    base + ACK_TIME_PER_MIB * mib
 }

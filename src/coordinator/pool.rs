@@ -1,6 +1,8 @@
-//! The coordinator's side of a node connection: persistent, pooled, and
-//! always used with a deadline, so a dead or busy node costs a bounded wait.
+//! The coordinator's side of a node connection: authenticated, kept for
+//! reuse, and always used with a deadline, so a dead or busy node costs a
+//! bounded wait.
 
+use crate::keys::Secret;
 use crate::protocol::{self, FrameError, Response};
 use parking_lot::Mutex;
 use std::fmt;
@@ -8,10 +10,12 @@ use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-/// Longest wait for a TCP connection to a node.
+/// Longest wait for a TCP connection to a node and its challenge.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Idle connections kept per node for reuse.
-pub const POOL_SIZE: usize = 32;
+pub const POOL_SIZE: usize = 4;
+/// Largest answer frame a node sends.
+const MAX_ANSWER_BYTES: usize = 64;
 
 /// Why a call to a node failed.
 #[derive(Debug)]
@@ -50,9 +54,17 @@ impl fmt::Display for CallError {
     }
 }
 
-impl std::error::Error for CallError {}
+impl std::error::Error for CallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CallError::Connect(e) | CallError::Send(e) => Some(e),
+            CallError::Receive(e) => Some(e),
+            CallError::Mismatch | CallError::NodeGone => None,
+        }
+    }
+}
 
-/// One open connection to one node address.
+/// One open, authenticated connection to one node address.
 pub struct Connection {
     addr: SocketAddr,
     reader: BufReader<TcpStream>,
@@ -64,18 +76,30 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Connects and proves it knows the process secret (the handshake of
+    /// [`crate::protocol`]).
     pub fn open(addr: SocketAddr) -> Result<Connection, CallError> {
         let stream =
             TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(CallError::Connect)?;
         stream.set_nodelay(true).map_err(CallError::Connect)?;
         let writer = stream.try_clone().map_err(CallError::Connect)?;
-        Ok(Connection {
+        let mut connection = Connection {
             addr,
             reader: BufReader::new(stream),
             writer,
             payload: Vec::new(),
             reused: false,
-        })
+        };
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let mut frame = Vec::new();
+        protocol::encode_hello(&mut frame);
+        connection.send(&frame, deadline)?;
+        let Response::Challenge { nonce } = connection.read_answer(deadline)? else {
+            return Err(CallError::Mismatch);
+        };
+        protocol::encode_proof(&mut frame, &Secret::of_process().tag(&nonce));
+        connection.send(&frame, deadline)?;
+        Ok(connection)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -93,17 +117,27 @@ impl Connection {
 
     /// Reads the answer to request `id`, giving up at `deadline`.
     pub fn receive(&mut self, id: u64, deadline: Instant) -> Result<Response, CallError> {
-        let left = time_left(deadline).map_err(|e| CallError::Receive(FrameError::Io(e)))?;
+        let response = self.read_answer(deadline)?;
+        match response {
+            Response::Stored { id: answered } | Response::Refused { id: answered }
+                if answered == id =>
+            {
+                Ok(response)
+            }
+            _ => Err(CallError::Mismatch),
+        }
+    }
+
+    fn read_answer(&mut self, deadline: Instant) -> Result<Response, CallError> {
+        let receive = |e| CallError::Receive(FrameError::Io(e));
+        let left = time_left(deadline).map_err(receive)?;
         self.reader
             .get_ref()
             .set_read_timeout(Some(left))
-            .map_err(|e| CallError::Receive(FrameError::Io(e)))?;
-        protocol::read_frame(&mut self.reader, &mut self.payload).map_err(CallError::Receive)?;
-        let response = Response::decode(&self.payload).map_err(CallError::Receive)?;
-        if response.request_id() != id {
-            return Err(CallError::Mismatch);
-        }
-        Ok(response)
+            .map_err(receive)?;
+        protocol::read_frame(&mut self.reader, &mut self.payload, MAX_ANSWER_BYTES)
+            .map_err(CallError::Receive)?;
+        Response::decode(&self.payload).map_err(CallError::Receive)
     }
 }
 
@@ -115,7 +149,7 @@ fn time_left(deadline: Instant) -> io::Result<Duration> {
     Ok(left)
 }
 
-/// Idle connections to one node slot.
+/// Idle connections to one node.
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<Vec<Connection>>,

@@ -91,7 +91,9 @@ fn serve(server: &Server, api: &Api) {
         // 500 when the request is dropped, and the worker goes on.
         let handled = panic::catch_unwind(AssertUnwindSafe(|| handle(api, request, &mut body)));
         if handled.is_err() {
-            eprintln!("error: a request handler panicked; the client got 500, the worker goes on");
+            crate::log!(
+                "error: a request handler panicked; the client got 500, the worker goes on"
+            );
         }
         if body.capacity() > KEEP_BUFFER_BYTES {
             body = Vec::new();

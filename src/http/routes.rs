@@ -44,7 +44,7 @@ pub fn route(api: &Api, request: &mut Request, body: &mut Vec<u8>) -> (&'static 
         ["nodes"] => (
             "/nodes",
             match method {
-                Method::Get => Answer::json(200, &api.coordinator.cluster().status()),
+                Method::Get => Answer::json(200, &api.coordinator.status()),
                 _ => Answer::method_not_allowed("GET"),
             },
         ),
@@ -135,12 +135,12 @@ fn get_count(api: &Api, raw_tenant: &str) -> Answer {
 }
 
 fn health(api: &Api) -> Answer {
-    match api.coordinator.cluster().master() {
-        Some((slot, _)) => Answer::json(
+    match api.coordinator.master() {
+        Some(master) => Answer::json(
             200,
             &Health {
                 status: "OK",
-                master: slot.id,
+                master: master.0,
             },
         ),
         None => Answer::ko(503, "no master is alive"),
@@ -148,9 +148,15 @@ fn health(api: &Api) -> Answer {
 }
 
 fn metrics_answer(api: &Api) -> Answer {
-    let wal = api.coordinator.wal().map(|wal| wal.stats());
-    let text = api.metrics.render(&api.coordinator.cluster().status(), wal);
-    Answer::text(text, metrics::CONTENT_TYPE)
+    let cluster = api.coordinator.cluster();
+    let state = metrics::ServiceState {
+        nodes: api.coordinator.status(),
+        master_changes: cluster.master_changes(),
+        log_retained_bytes: cluster.log().retained_bytes(),
+        tenants: cluster.tenants().live(),
+        wal: api.coordinator.wal().map(|wal| wal.stats()),
+    };
+    Answer::text(api.metrics.render(&state), metrics::CONTENT_TYPE)
 }
 
 fn fault(api: &Api, id: &str, action: &str, query: &str) -> Answer {
@@ -159,7 +165,7 @@ fn fault(api: &Api, id: &str, action: &str, query: &str) -> Answer {
             404,
             format!(
                 "no node {id:?}: node ids are 0 to {}",
-                api.coordinator.cluster().slots().len() - 1
+                api.coordinator.cluster().size().saturating_sub(1)
             ),
         );
     };

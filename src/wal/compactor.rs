@@ -30,13 +30,13 @@ impl Compactor {
         while requests.recv().is_ok() {
             let started = Instant::now();
             match self.compact() {
-                Ok(items) => eprintln!(
+                Ok(items) => crate::log!(
                     "compaction: snapshot of {items} items ({} bytes) in {} ms",
                     self.stats.snapshot_bytes.load(Ordering::Relaxed),
                     started.elapsed().as_millis()
                 ),
                 Err(WalError::Closed) => return,
-                Err(e) => eprintln!("compaction failed, the log keeps growing: {e}"),
+                Err(e) => crate::log!("compaction failed, the log keeps growing: {e}"),
             }
         }
     }

@@ -173,7 +173,7 @@ impl Wal {
             .map(|(_, path)| file_len(path))
             .sum();
         stats.log_bytes.store(log_bytes, Ordering::Relaxed);
-        eprintln!(
+        crate::log!(
             "recovery: {items} items from {} in {} ms",
             dir.display(),
             started.elapsed().as_millis()

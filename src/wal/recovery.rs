@@ -31,7 +31,6 @@ impl Default for Recovered {
 }
 
 impl Recovered {
-
     /// Applies one batch record; its tenant names are interned once each.
     fn apply(&mut self, batch: &Batch<'_>, tenants: &Tenants) -> Result<usize, &'static str> {
         if batch.entries.iter().any(|e| !e.version.is_valid()) {
@@ -52,7 +51,7 @@ impl Recovered {
         if let Some(max) = entries.iter().map(|e| e.version).max() {
             self.max_version = self.max_version.max(max);
         }
-        self.store.apply(&entries);
+        self.store.apply(&entries, |_, _| {});
         Ok(entries.len())
     }
 }
@@ -186,7 +185,7 @@ fn cut_torn_tail(path: &Path, at: u64, length: u64) -> Result<(), WalError> {
         .map_err(|e| WalError::io(path, e))?;
     file.set_len(at).map_err(|e| WalError::io(path, e))?;
     file.sync_all().map_err(|e| WalError::io(path, e))?;
-    eprintln!(
+    crate::log!(
         "recovery: dropped a torn record at the end of {} ({} bytes from offset {at})",
         path.display(),
         length - at

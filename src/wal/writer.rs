@@ -65,7 +65,7 @@ impl Writer {
             if let Err(e) = written {
                 // A partly written group must not be followed by more records
                 // (recovery would rightly call that damage): stop taking writes.
-                eprintln!("log write failed, refusing further writes: {e}");
+                crate::log!("log write failed, refusing further writes: {e}");
                 return;
             }
             group.clear();

@@ -1,0 +1,113 @@
+//! The cluster's background thread: puts nodes that fell too far behind back
+//! in step, and forgets tenant names no item uses any more.
+//!
+//! A node detached from the replication log (it lagged by more than the
+//! log keeps) is copied again from a caught-up node as soon as it can take
+//! the copy (not stalled), then reads the log again. If it was master, a
+//! caught-up node is elected first.
+
+use super::Cluster;
+use crate::node::NodeId;
+use crossbeam_channel::{Receiver, Sender, bounded, select};
+use std::sync::{Arc, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// How often the keeper looks for detached nodes to copy again.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Tenant names are swept at most this often...
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// ...and only once this many names were added since the last sweep (or
+/// at every [`SWEEP_IDLE_INTERVAL`]), so a large stable table is not
+/// scanned every second.
+pub const SWEEP_GROWTH: usize = 1024;
+pub const SWEEP_IDLE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The keeper thread and the signal that stops it.
+pub(super) struct Keeper {
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Keeper {
+    pub(super) fn start(
+        cluster: &Arc<Cluster>,
+        detached: Receiver<NodeId>,
+    ) -> std::io::Result<Keeper> {
+        let (stop, stopped) = bounded(0);
+        let cluster = Arc::downgrade(cluster);
+        let thread = thread::Builder::new()
+            .name("cluster-keeper".into())
+            .spawn(move || run(&cluster, &detached, &stopped))?;
+        Ok(Keeper { stop, thread })
+    }
+
+    pub(super) fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
+}
+
+fn run(cluster: &Weak<Cluster>, detached: &Receiver<NodeId>, stopped: &Receiver<()>) {
+    let mut last_sweep = Instant::now();
+    let mut names_at_sweep = 0;
+    loop {
+        select! {
+            recv(stopped) -> _ => return,
+            recv(detached) -> event => if event.is_err() { return },
+            default(TICK) => {}
+        }
+        let Some(cluster) = cluster.upgrade() else {
+            return;
+        };
+        cluster.bring_back_detached();
+        let names = cluster.tenants.len();
+        let since = last_sweep.elapsed();
+        if since >= SWEEP_IDLE_INTERVAL
+            || (since >= SWEEP_INTERVAL && names >= names_at_sweep + SWEEP_GROWTH)
+        {
+            cluster.sweep_tenants();
+            names_at_sweep = cluster.tenants.len();
+            last_sweep = Instant::now();
+        }
+    }
+}
+
+impl Cluster {
+    /// Copies every live, detached, not stalled node again from a caught-up
+    /// one; elects a caught-up master first if the master is detached.
+    fn bring_back_detached(&self) {
+        let _change = self.changes.lock();
+        let roster = self.roster();
+        if roster.master().is_some_and(|master| !master.is_attached()) {
+            self.reelect();
+        }
+        for node in roster
+            .live()
+            .filter(|n| !n.is_attached() && !n.is_stalled())
+        {
+            let sources: Vec<_> = roster
+                .live()
+                .filter(|n| n.is_attached() && !n.is_stalled())
+                .collect();
+            if sources.iter().any(|source| node.copy_from(source).is_ok()) {
+                crate::log!(
+                    "{} caught up again by copy ({} items)",
+                    node.id(),
+                    node.store().len()
+                );
+            }
+        }
+    }
+
+    /// Forgets tenant names that no live node holds an item of.
+    fn sweep_tenants(&self) {
+        let _change = self.changes.lock();
+        let roster = self.roster();
+        self.tenants.sweep(|unused| {
+            for node in roster.live() {
+                node.view().keep_unused(unused);
+            }
+        });
+    }
+}
