@@ -99,7 +99,10 @@ impl ClientConnection {
 
             // PATCH: a line may not grow without bound.
             if buf.len() >= crate::limits::MAX_HEADER_LINE_BYTES {
-                return Err(IoError::new(ErrorKind::InvalidInput, "Header line too long"));
+                return Err(IoError::new(
+                    ErrorKind::InvalidInput,
+                    "Header line too long",
+                ));
             }
             buf.push(byte);
         }
