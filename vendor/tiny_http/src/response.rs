@@ -332,12 +332,36 @@ where
     ///
     /// Note: does not flush the writer.
     pub fn raw_print<W: Write>(
+        self,
+        writer: W,
+        http_version: HTTPVersion,
+        request_headers: &[Header],
+        do_not_send_body: bool,
+        upgrade: Option<&str>,
+    ) -> IoResult<()> {
+        self.print(
+            writer,
+            http_version,
+            request_headers,
+            do_not_send_body,
+            upgrade,
+            false,
+        )
+    }
+
+    /// PATCH: `raw_print`, plus `Connection: close` when `closing` is true.
+    ///
+    /// `add_header` drops `Connection` headers (the library owns them), so
+    /// this is how the server tells a client that it closes the connection
+    /// after this answer.
+    pub(crate) fn print<W: Write>(
         mut self,
         mut writer: W,
         http_version: HTTPVersion,
         request_headers: &[Header],
         do_not_send_body: bool,
         upgrade: Option<&str>,
+        closing: bool,
     ) -> IoResult<()> {
         let mut transfer_encoding = Some(choose_transfer_encoding(
             self.status_code,
@@ -372,6 +396,11 @@ where
                 Header::from_bytes(&b"Connection"[..], &b"upgrade"[..]).unwrap(),
             );
             transfer_encoding = None;
+        } else if closing {
+            // Both parts are constant ASCII: this cannot fail.
+            if let Ok(header) = Header::from_bytes(&b"Connection"[..], &b"close"[..]) {
+                self.headers.push(header);
+            }
         }
 
         // if the transfer encoding is identity, the content length must be known ; therefore if
