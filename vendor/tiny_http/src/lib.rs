@@ -117,7 +117,11 @@ pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
+// PATCH: the serving mode where handlers run on connection threads.
+pub use limits::{ErrorBody, ServerOptions};
+pub use serve::{ServerStats, Serving, StatsSnapshot};
 
+mod admission;
 mod body;
 mod client;
 mod common;
@@ -126,9 +130,11 @@ mod head;
 pub mod limits;
 mod request;
 mod response;
+mod serve;
 mod ssl;
 mod test;
 mod util;
+mod wire;
 
 /// The main class of this library.
 ///
