@@ -82,6 +82,9 @@ impl ClientConnection {
         let mut prev_byte_was_cr = false;
 
         loop {
+            // PATCH: the source is a BufReader underneath, so reading byte
+            // by byte costs no syscall each (clippy cannot see through it).
+            #[allow(clippy::unbuffered_bytes)]
             let byte = self.next_header_source.by_ref().bytes().next();
 
             let byte = match byte {
