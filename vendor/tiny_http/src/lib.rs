@@ -101,8 +101,8 @@ use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -117,16 +117,24 @@ pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
+// PATCH: the serving mode where handlers run on connection threads.
+pub use limits::{ErrorBody, ServerOptions};
+pub use serve::{ServerStats, Serving, StatsSnapshot};
 
+mod admission;
+mod body;
 mod client;
 mod common;
 mod connection;
+mod head;
+pub mod limits;
 mod request;
 mod response;
+mod serve;
 mod ssl;
-pub mod limits;
 mod test;
 mod util;
+mod wire;
 
 /// The main class of this library.
 ///
@@ -319,29 +327,29 @@ impl Server {
                 // thread forever by staying idle or by reading/writing too slowly.
                 sock.apply_client_limits();
                 let new_client: std::io::Result<ClientConnection> = {
-                        use util::RefinedTcpStream;
-                        let split = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
+                    use util::RefinedTcpStream;
+                    let split = match ssl {
+                        None => RefinedTcpStream::new(sock),
+                        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+                        Some(ref ssl) => {
+                            // trying to apply SSL over the connection
+                            // if an error occurs, we just close the socket and resume listening
+                            let sock = match ssl.accept(sock) {
+                                Ok(s) => s,
+                                Err(_) => continue,
+                            };
 
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
+                            RefinedTcpStream::new(sock)
+                        }
+                        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+                        Some(ref _ssl) => unreachable!(),
+                    };
 
-                        // PATCH: splitting the socket can fail (EMFILE); the
-                        // connection is dropped and the loop goes on.
-                        split.map(|(read_closable, write_closable)| {
-                            ClientConnection::new(write_closable, read_closable)
-                        })
+                    // PATCH: splitting the socket can fail (EMFILE); the
+                    // connection is dropped and the loop goes on.
+                    split.map(|(read_closable, write_closable)| {
+                        ClientConnection::new(write_closable, read_closable)
+                    })
                 };
 
                 match new_client {
@@ -415,7 +423,7 @@ impl Server {
         match self.messages.pop() {
             Some(Message::Error(err)) => Err(err),
             Some(Message::NewRequest(rq)) => Ok(rq),
-            None => Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
+            None => Err(IoError::other("thread unblocked")),
         }
     }
 

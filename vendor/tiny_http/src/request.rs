@@ -74,6 +74,10 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // PATCH: true when the server closes the connection after this request;
+    // the answer then carries `Connection: close`.
+    close_connection: bool,
 }
 
 struct NotifyOnDrop<R> {
@@ -238,7 +242,40 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        close_connection: false,
     })
+}
+
+/// PATCH: builds a request whose head and whole body the server has already
+/// read (see `Server::serve`). `body` reads that buffered body; `writer`
+/// writes to the client. With `close_connection`, the answer carries
+/// `Connection: close`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn new_buffered_request(
+    method: Method,
+    path: String,
+    version: HTTPVersion,
+    headers: Vec<Header>,
+    remote_addr: Option<SocketAddr>,
+    body: Box<dyn Read + Send + 'static>,
+    body_length: usize,
+    writer: Box<dyn Write + Send + 'static>,
+    close_connection: bool,
+) -> Request {
+    Request {
+        data_reader: Some(body),
+        response_writer: Some(writer),
+        remote_addr,
+        secure: false,
+        method,
+        path,
+        http_version: version,
+        headers,
+        body_length: Some(body_length),
+        must_send_continue: false,
+        notify_when_responded: None,
+        close_connection,
+    }
 }
 
 impl Request {
@@ -338,21 +375,15 @@ impl Request {
     /// # Example
     ///
     /// ```no_run
-    /// # extern crate rustc_serialize;
-    /// # extern crate tiny_http;
-    /// # use rustc_serialize::json::Json;
     /// # use std::io::Read;
     /// # fn get_content_type(_: &tiny_http::Request) -> &'static str { "" }
-    /// # fn main() {
     /// # let server = tiny_http::Server::http("0.0.0.0:0").unwrap();
     /// let mut request = server.recv().unwrap();
     ///
     /// if get_content_type(&request) == "application/json" {
     ///     let mut content = String::new();
     ///     request.as_reader().read_to_string(&mut content).unwrap();
-    ///     let json: Json = content.parse().unwrap();
     /// }
-    /// # }
     /// ```
     ///
     /// If the client sent a `Expect: 100-continue` header with the request, calling this
@@ -448,12 +479,13 @@ impl Request {
 
         let do_not_send_body = self.method == Method::Head;
 
-        Self::ignore_client_closing_errors(response.raw_print(
+        Self::ignore_client_closing_errors(response.print(
             writer.by_ref(),
             self.http_version.clone(),
             &self.headers,
             do_not_send_body,
             None,
+            self.close_connection,
         ))?;
 
         Self::ignore_client_closing_errors(writer.flush())

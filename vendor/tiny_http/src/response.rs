@@ -24,18 +24,18 @@ use std::time::SystemTime;
 /// Some headers have special behaviors:
 ///
 ///  - `Content-Encoding`: If you define this header, the library
-///     will assume that the data from the `Read` object has the specified encoding
-///     and will just pass-through.
+///    will assume that the data from the `Read` object has the specified encoding
+///    and will just pass-through.
 ///
 ///  - `Content-Length`: The length of the data should be set manually
-///     using the `Reponse` object's API. Attempting to set the value of this
-///     header will be equivalent to modifying the size of the data but the header
-///     itself may not be present in the final result.
+///    using the `Reponse` object's API. Attempting to set the value of this
+///    header will be equivalent to modifying the size of the data but the header
+///    itself may not be present in the final result.
 ///
 ///  - `Content-Type`: You may only set this header to one value at a time. If you
-///     try to set it more than once, the existing value will be overwritten. This
-///     behavior differs from the default for most headers, which is to allow them to
-///     be set multiple times in the same response.
+///    try to set it more than once, the existing value will be overwritten. This
+///    behavior differs from the default for most headers, which is to allow them to
+///    be set multiple times in the same response.
 ///
 pub struct Response<R> {
     reader: R,
@@ -174,7 +174,7 @@ fn choose_transfer_encoding(
     // if we don't have a Content-Length, or if the Content-Length is too big, using chunks writer
     if entity_length
         .as_ref()
-        .map_or(true, |val| *val >= chunked_threshold)
+        .is_none_or(|val| *val >= chunked_threshold)
     {
         return TransferEncoding::Chunked;
     }
@@ -332,12 +332,36 @@ where
     ///
     /// Note: does not flush the writer.
     pub fn raw_print<W: Write>(
+        self,
+        writer: W,
+        http_version: HTTPVersion,
+        request_headers: &[Header],
+        do_not_send_body: bool,
+        upgrade: Option<&str>,
+    ) -> IoResult<()> {
+        self.print(
+            writer,
+            http_version,
+            request_headers,
+            do_not_send_body,
+            upgrade,
+            false,
+        )
+    }
+
+    /// PATCH: `raw_print`, plus `Connection: close` when `closing` is true.
+    ///
+    /// `add_header` drops `Connection` headers (the library owns them), so
+    /// this is how the server tells a client that it closes the connection
+    /// after this answer.
+    pub(crate) fn print<W: Write>(
         mut self,
         mut writer: W,
         http_version: HTTPVersion,
         request_headers: &[Header],
         do_not_send_body: bool,
         upgrade: Option<&str>,
+        closing: bool,
     ) -> IoResult<()> {
         let mut transfer_encoding = Some(choose_transfer_encoding(
             self.status_code,
@@ -372,6 +396,11 @@ where
                 Header::from_bytes(&b"Connection"[..], &b"upgrade"[..]).unwrap(),
             );
             transfer_encoding = None;
+        } else if closing {
+            // Both parts are constant ASCII: this cannot fail.
+            if let Ok(header) = Header::from_bytes(&b"Connection"[..], &b"close"[..]) {
+                self.headers.push(header);
+            }
         }
 
         // if the transfer encoding is identity, the content length must be known ; therefore if
