@@ -1,13 +1,47 @@
 //! Command-line flags (and their `DC_*` environment variables) into a [`Config`].
+//!
+//! A flag given on the command line wins over its variable, and a variable
+//! is not even read for a flag the command line gives (so a bad variable
+//! cannot stop a command line that overrides it).
 
 use crate::wal::FsyncPolicy;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
+use tiny_http::limits as http_limits;
 
 /// Fewest and most node threads `--nodes` accepts.
 pub const MIN_NODES: usize = 1;
 pub const MAX_NODES: usize = 64;
+
+/// Limits and deadlines of client connections (see README "Connections").
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientLimits {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub min_body_rate: u64,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_body_bytes_in_flight: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            max_connections: http_limits::DEFAULT_SERVE_MAX_CONNECTIONS,
+            max_connections_per_ip: http_limits::DEFAULT_MAX_CONNECTIONS_PER_IP,
+            header_timeout: http_limits::DEFAULT_HEADER_TIMEOUT,
+            body_timeout: http_limits::DEFAULT_BODY_GRACE,
+            min_body_rate: http_limits::DEFAULT_MIN_BODY_RATE,
+            idle_timeout: http_limits::DEFAULT_IDLE_TIMEOUT,
+            write_timeout: http_limits::DEFAULT_WRITE_TIMEOUT,
+            max_body_bytes_in_flight: http_limits::DEFAULT_MAX_BODY_BYTES_IN_FLIGHT as usize,
+        }
+    }
+}
 
 /// Everything the service needs to start.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +55,9 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// When the log is synced to disk (with `--data-dir`).
     pub fsync: FsyncPolicy,
+    pub clients: ClientLimits,
+    /// Lines to log at start: settings that parse but make no sense together.
+    pub warnings: Vec<String>,
 }
 
 impl Default for Config {
@@ -33,6 +70,8 @@ impl Default for Config {
             fault_injection: false,
             data_dir: None,
             fsync: FsyncPolicy::Always,
+            clients: ClientLimits::default(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -40,9 +79,10 @@ impl Default for Config {
 pub const USAGE: &str = "\
 usage: distributed-counter [--listen ADDR] [--nodes N] [--node-port PORT]
                            [--max-body-bytes BYTES] [--fault-injection] [--data-dir DIR]
-                           [--fsync always|never]
+                           [--fsync always|never] [client limits, below]
 
-  --listen ADDR           address of the HTTP API (default 127.0.0.1:8085; port 0 picks a free one)
+  --listen ADDR           address of the HTTP API, HOST:PORT; HOST may be a name
+                          (default 127.0.0.1:8085; port 0 picks a free one)
   --nodes N               number of node threads, 1 to 64 (default 4)
   --node-port PORT        first port tried for the nodes; busy ports are skipped;
                           0 lets the OS pick each (default 8090)
@@ -52,12 +92,30 @@ usage: distributed-counter [--listen ADDR] [--nodes N] [--node-port PORT]
   --fsync always|never    with --data-dir: sync the log before answering a POST (always,
                           the default: survives power loss) or leave it to the OS (never:
                           survives a crash of the process, not of the machine)
+
+client limits (README \"Connections\"):
+  --max-connections N           open client connections (default 4096); at the limit
+                                the longest-idle one is closed, else a newcomer gets 503
+  --max-connections-per-ip N    of those, from one address (default 1024; behind a
+                                reverse proxy set it to --max-connections)
+  --header-timeout DURATION     a request head must arrive within it (default 10s)
+  --body-timeout DURATION       a body may arrive at any pace this long... (default 10s)
+  --min-body-rate BYTES         ...then at least this many bytes per second (default 1024)
+  --idle-timeout DURATION       an idle keep-alive connection is closed after it (default 60s)
+  --write-timeout DURATION      an answer must be written within it (default 10s)
+  --max-body-bytes-in-flight B  request bodies buffered at once, all together (default
+                                134217728); past it a POST gets 503
+  DURATION is a number with a unit: 500ms, 10s, 2m (a bare number is seconds).
+
   --help                  print this and exit
 
 Each flag can also be set with an environment variable: DC_LISTEN, DC_NODES,
-DC_NODE_PORT, DC_MAX_BODY_BYTES, DC_FAULT_INJECTION (1 or true), DC_DATA_DIR,
-DC_FSYNC.
-A flag on the command line wins over its variable.
+DC_NODE_PORT, DC_MAX_BODY_BYTES, DC_FAULT_INJECTION, DC_DATA_DIR, DC_FSYNC,
+DC_MAX_CONNECTIONS, DC_MAX_CONNECTIONS_PER_IP, DC_HEADER_TIMEOUT,
+DC_BODY_TIMEOUT, DC_MIN_BODY_RATE, DC_IDLE_TIMEOUT, DC_WRITE_TIMEOUT,
+DC_MAX_BODY_BYTES_IN_FLIGHT. A yes/no variable (DC_FAULT_INJECTION) takes
+1/true/yes/on or 0/false/no/off, in any case.
+A flag on the command line wins over its variable (which is then not read).
 ";
 
 /// What the command line asked for.
@@ -95,31 +153,27 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-impl ConfigError {
-    /// The same error, about environment variable `var` instead of its flag.
-    fn named(self, var: &'static str) -> ConfigError {
-        match self {
-            ConfigError::BadValue {
-                value, expected, ..
-            } => ConfigError::BadValue {
-                flag: var,
-                value,
-                expected,
-            },
-            other => other,
-        }
-    }
-}
-
 /// The flags that take a value, with their environment variables.
-const VALUE_FLAGS: [(&str, &str); 6] = [
+const VALUE_FLAGS: [(&str, &str); 15] = [
     ("--listen", "DC_LISTEN"),
     ("--nodes", "DC_NODES"),
     ("--node-port", "DC_NODE_PORT"),
     ("--max-body-bytes", "DC_MAX_BODY_BYTES"),
     ("--data-dir", "DC_DATA_DIR"),
     ("--fsync", "DC_FSYNC"),
+    ("--max-connections", "DC_MAX_CONNECTIONS"),
+    ("--max-connections-per-ip", "DC_MAX_CONNECTIONS_PER_IP"),
+    ("--header-timeout", "DC_HEADER_TIMEOUT"),
+    ("--body-timeout", "DC_BODY_TIMEOUT"),
+    ("--min-body-rate", "DC_MIN_BODY_RATE"),
+    ("--idle-timeout", "DC_IDLE_TIMEOUT"),
+    ("--write-timeout", "DC_WRITE_TIMEOUT"),
+    ("--max-body-bytes-in-flight", "DC_MAX_BODY_BYTES_IN_FLIGHT"),
+    ("--store", "DC_STORE"),
 ];
+
+/// The yes/no flag and its variable.
+const FAULT_INJECTION: (&str, &str) = ("--fault-injection", "DC_FAULT_INJECTION");
 
 /// Parses `args` (without the program name), reading `env` for flags not given.
 pub fn parse<I, E>(args: I, env: E) -> Result<Command, ConfigError>
@@ -127,16 +181,8 @@ where
     I: IntoIterator<Item = String>,
     E: Fn(&str) -> Option<String>,
 {
-    let mut config = Config::default();
-    for (flag, var) in VALUE_FLAGS {
-        if let Some(value) = env(var) {
-            apply_value(&mut config, flag, value).map_err(|e| e.named(var))?;
-        }
-    }
-    if let Some(value) = env("DC_FAULT_INJECTION") {
-        config.fault_injection = parse_bool("DC_FAULT_INJECTION", &value)?;
-    }
-
+    let mut given: Vec<(&'static str, String)> = Vec::new();
+    let mut fault_injection = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline_value) = match arg.split_once('=') {
@@ -145,7 +191,7 @@ where
         };
         match flag.as_str() {
             "--help" | "-h" => return Ok(Command::Help),
-            "--fault-injection" => config.fault_injection = true,
+            "--fault-injection" => fault_injection = Some(true),
             _ => {
                 let Some(&(known, _)) = VALUE_FLAGS.iter().find(|(name, _)| *name == flag) else {
                     return Err(ConfigError::UnknownFlag(arg));
@@ -154,25 +200,53 @@ where
                     Some(value) => value.to_string(),
                     None => args.next().ok_or(ConfigError::MissingValue(known))?,
                 };
-                apply_value(&mut config, known, value)?;
+                given.push((known, value));
             }
         }
+    }
+    let mut config = Config::default();
+    for (flag, var) in VALUE_FLAGS {
+        // The last of repeated flags wins; the variable only without a flag.
+        let from_flag = given.iter().rev().find(|(name, _)| *name == flag);
+        match from_flag {
+            Some((_, value)) => apply_value(&mut config, flag, value.clone())?,
+            None => {
+                if let Some(value) = env(var) {
+                    apply_value(&mut config, var, value)?;
+                }
+            }
+        }
+    }
+    config.fault_injection = match fault_injection {
+        Some(on) => on,
+        None => match env(FAULT_INJECTION.1) {
+            Some(value) => parse_bool(FAULT_INJECTION.1, &value)?,
+            None => false,
+        },
+    };
+    let fsync_set = given.iter().any(|(flag, _)| *flag == "--fsync") || env("DC_FSYNC").is_some();
+    if fsync_set && config.data_dir.is_none() {
+        config
+            .warnings
+            .push("warning: --fsync has no effect without --data-dir (memory only)".to_string());
     }
     Ok(Command::Run(config))
 }
 
-fn apply_value(config: &mut Config, flag: &'static str, value: String) -> Result<(), ConfigError> {
+/// Applies one value; `name` is the flag or variable it came from.
+fn apply_value(config: &mut Config, name: &'static str, value: String) -> Result<(), ConfigError> {
+    let flag = VALUE_FLAGS
+        .iter()
+        .find(|(flag, var)| *flag == name || *var == name)
+        .map_or(name, |(flag, _)| flag);
     let bad = |expected| ConfigError::BadValue {
-        flag,
+        flag: name,
         value: value.clone(),
         expected,
     };
+    let clients = &mut config.clients;
     match flag {
-        "--listen" => {
-            config.listen = value
-                .parse()
-                .map_err(|_| bad("HOST:PORT, e.g. 127.0.0.1:8085"))?
-        }
+        "--listen" => config.listen = parse_listen(&value).ok_or_else(|| bad(LISTEN))?,
         "--nodes" => {
             config.nodes = value
                 .parse()
@@ -181,15 +255,8 @@ fn apply_value(config: &mut Config, flag: &'static str, value: String) -> Result
                 .ok_or_else(|| bad("a whole number from 1 to 64"))?
         }
         "--node-port" => config.node_port = value.parse().map_err(|_| bad("a port, 0 to 65535"))?,
-        "--max-body-bytes" => {
-            config.max_body_bytes = value
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| bad("a positive number of bytes"))?
-        }
-        "--data-dir" if value.is_empty() => return Err(bad("a directory path")),
-        "--data-dir" => config.data_dir = Some(PathBuf::from(value)),
+        "--max-body-bytes" => config.max_body_bytes = positive(&value).ok_or_else(|| bad(BYTES))?,
+        "--data-dir" => config.data_dir = Some(parse_data_dir(&value).map_err(bad)?),
         "--fsync" => {
             config.fsync = match value.as_str() {
                 "always" => FsyncPolicy::Always,
@@ -197,19 +264,94 @@ fn apply_value(config: &mut Config, flag: &'static str, value: String) -> Result
                 _ => return Err(bad("always or never")),
             }
         }
-        _ => return Err(ConfigError::UnknownFlag(flag.to_string())),
+        "--max-connections" => {
+            clients.max_connections = positive(&value).ok_or_else(|| bad(COUNT))?
+        }
+        "--max-connections-per-ip" => {
+            clients.max_connections_per_ip = positive(&value).ok_or_else(|| bad(COUNT))?
+        }
+        "--header-timeout" => {
+            clients.header_timeout = parse_duration(&value).ok_or_else(|| bad(DURATION))?
+        }
+        "--body-timeout" => {
+            clients.body_timeout = parse_duration(&value).ok_or_else(|| bad(DURATION))?
+        }
+        "--min-body-rate" => {
+            clients.min_body_rate = positive(&value).ok_or_else(|| bad(BYTES))? as u64
+        }
+        "--idle-timeout" => {
+            clients.idle_timeout = parse_duration(&value).ok_or_else(|| bad(DURATION))?
+        }
+        "--write-timeout" => {
+            clients.write_timeout = parse_duration(&value).ok_or_else(|| bad(DURATION))?
+        }
+        "--max-body-bytes-in-flight" => {
+            clients.max_body_bytes_in_flight = positive(&value).ok_or_else(|| bad(BYTES))?
+        }
+        "--store" if value == "memory" => {}
+        "--store" => return Err(bad(STORE)),
+        _ => return Err(ConfigError::UnknownFlag(name.to_string())),
     }
     Ok(())
 }
 
+const LISTEN: &str = "HOST:PORT, e.g. 127.0.0.1:8085 or localhost:8085";
+const BYTES: &str = "a positive number of bytes";
+const COUNT: &str = "a positive whole number";
+const DURATION: &str = "a positive duration such as 500ms, 10s or 2m";
+const STORE: &str = "memory (redis-cluster://... needs a build with the scaleout feature)";
+
+fn positive(value: &str) -> Option<usize> {
+    value.parse().ok().filter(|n| *n > 0)
+}
+
+/// `HOST:PORT`, where HOST is an address or a name (the first address it
+/// resolves to is used).
+fn parse_listen(value: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = value.parse() {
+        return Some(addr);
+    }
+    value.to_socket_addrs().ok()?.next()
+}
+
+/// A data dir must be a directory if it exists (it is created otherwise).
+fn parse_data_dir(value: &str) -> Result<PathBuf, &'static str> {
+    if value.is_empty() {
+        return Err("a directory path");
+    }
+    let path = PathBuf::from(value);
+    match std::fs::metadata(&path) {
+        Ok(meta) if !meta.is_dir() => Err("a directory, but this path is not a directory"),
+        _ => Ok(path),
+    }
+}
+
+/// `500ms`, `10s`, `2m`, or a bare number of seconds; more than zero.
+pub fn parse_duration(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let (number, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(split) => value.split_at(split),
+        None => (value, "s"),
+    };
+    let number: u64 = number.parse().ok()?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.checked_mul(60)?),
+        _ => return None,
+    };
+    (!duration.is_zero()).then_some(duration)
+}
+
+/// A yes/no variable: 1/true/yes/on or 0/false/no/off, in any case.
 fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
-    match value {
+    match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" | "" => Ok(false),
         _ => Err(ConfigError::BadValue {
             flag: name,
             value: value.to_string(),
-            expected: "1/true or 0/false",
+            expected: "1/true/yes/on or 0/false/no/off",
         }),
     }
 }
@@ -226,20 +368,27 @@ mod tests {
         None
     }
 
+    fn run(list: &[&str], env: impl Fn(&str) -> Option<String>) -> Config {
+        match parse(args(list), env) {
+            Ok(Command::Run(config)) => config,
+            other => panic!("{list:?} must parse to a config, got {other:?}"),
+        }
+    }
+
     #[test]
     fn defaults_match_the_spec() {
-        let Ok(Command::Run(config)) = parse(args(&[]), no_env) else {
-            panic!("no flags must run with defaults");
-        };
+        let config = run(&[], no_env);
         assert_eq!(config, Config::default());
         assert_eq!(config.listen.to_string(), "127.0.0.1:8085");
         assert_eq!(config.max_body_bytes, 67_108_864);
+        assert!(config.clients.max_connections >= 4096);
+        assert_eq!(config.clients.header_timeout, Duration::from_secs(10));
     }
 
     #[test]
     fn every_flag_is_read_in_both_forms() {
-        let parsed = parse(
-            args(&[
+        let config = run(
+            &[
                 "--listen=127.0.0.1:0",
                 "--nodes",
                 "64",
@@ -248,10 +397,20 @@ mod tests {
                 "--max-body-bytes=10",
                 "--fault-injection",
                 "--data-dir",
-                "/tmp/x",
+                "/tmp/dc-config-test-not-a-file",
                 "--fsync",
                 "never",
-            ]),
+                "--max-connections=10",
+                "--max-connections-per-ip",
+                "5",
+                "--header-timeout=250ms",
+                "--body-timeout",
+                "2s",
+                "--min-body-rate=64",
+                "--idle-timeout=1m",
+                "--write-timeout=3",
+                "--max-body-bytes-in-flight=1000",
+            ],
             no_env,
         );
         let expected = Config {
@@ -260,10 +419,21 @@ mod tests {
             node_port: 0,
             max_body_bytes: 10,
             fault_injection: true,
-            data_dir: Some("/tmp/x".into()),
+            data_dir: Some("/tmp/dc-config-test-not-a-file".into()),
             fsync: FsyncPolicy::Never,
+            clients: ClientLimits {
+                max_connections: 10,
+                max_connections_per_ip: 5,
+                header_timeout: Duration::from_millis(250),
+                body_timeout: Duration::from_secs(2),
+                min_body_rate: 64,
+                idle_timeout: Duration::from_secs(60),
+                write_timeout: Duration::from_secs(3),
+                max_body_bytes_in_flight: 1000,
+            },
+            warnings: Vec::new(),
         };
-        assert_eq!(parsed, Ok(Command::Run(expected)));
+        assert_eq!(config, expected);
     }
 
     #[test]
@@ -275,10 +445,19 @@ mod tests {
             &["--nodes", "65"],
             &["--listen", "nope"],
             &["--node-port", "70000"],
+            &["--header-timeout", "0s"],
+            &["--idle-timeout", "5h"],
+            &["--max-connections", "-3"],
+            &["--data-dir", "/proc/self/status"],
         ] {
             let err = parse(args(bad), no_env).unwrap_err();
             assert!(err.to_string().contains(bad[0]), "{err}");
         }
+        let not_a_dir = parse(args(&["--data-dir", "/proc/self/status"]), no_env).unwrap_err();
+        assert!(
+            not_a_dir.to_string().contains("not a directory"),
+            "{not_a_dir}"
+        );
         assert_eq!(
             parse(args(&["--nodes"]), no_env),
             Err(ConfigError::MissingValue("--nodes"))
@@ -286,23 +465,61 @@ mod tests {
     }
 
     #[test]
-    fn environment_is_read_and_flags_win() {
+    fn environment_is_read_and_flags_win_even_over_a_bad_variable() {
         let env = |name: &str| match name {
-            "DC_NODES" => Some("3".to_string()),
+            "DC_NODES" => Some("abc".to_string()),
             "DC_NODE_PORT" => Some("9000".to_string()),
-            "DC_FAULT_INJECTION" => Some("1".to_string()),
+            "DC_FAULT_INJECTION" => Some("Yes".to_string()),
+            "DC_IDLE_TIMEOUT" => Some("5s".to_string()),
             _ => None,
         };
-        let Ok(Command::Run(config)) = parse(args(&["--nodes", "2"]), env) else {
-            panic!("must parse");
-        };
+        let config = run(&["--nodes", "2"], env);
         assert_eq!(
             (config.nodes, config.node_port, config.fault_injection),
             (2, 9000, true)
         );
-        let bad_env = |name: &str| (name == "DC_NODES").then(|| "0".to_string());
-        let err = parse(args(&[]), bad_env).unwrap_err();
+        assert_eq!(config.clients.idle_timeout, Duration::from_secs(5));
+        let err = parse(args(&[]), env).unwrap_err();
         assert!(err.to_string().contains("DC_NODES"), "{err}");
+    }
+
+    #[test]
+    fn yes_no_variables_take_the_same_words_everywhere() {
+        for (word, on) in [
+            ("1", true),
+            ("TRUE", true),
+            ("yes", true),
+            ("On", true),
+            ("0", false),
+            ("False", false),
+            ("NO", false),
+            ("off", false),
+        ] {
+            let env = |name: &str| (name == "DC_FAULT_INJECTION").then(|| word.to_string());
+            assert_eq!(run(&[], env).fault_injection, on, "{word}");
+        }
+        let env = |name: &str| (name == "DC_FAULT_INJECTION").then(|| "maybe".to_string());
+        assert!(parse(args(&[]), env).is_err());
+    }
+
+    #[test]
+    fn host_names_are_accepted_and_fsync_alone_warns() {
+        let config = run(&["--listen", "localhost:8085"], no_env);
+        assert!(config.listen.ip().is_loopback());
+        assert_eq!(config.listen.port(), 8085);
+        let config = run(&["--fsync", "never"], no_env);
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        assert!(config.warnings[0].contains("--data-dir"));
+    }
+
+    #[test]
+    fn durations_have_units() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        for bad in ["", "0", "1.5s", "s", "10h", "-1s"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@
 //!   wal/         durable mode: write-ahead log, group commit, snapshots
 //!   metrics      Prometheus text for /metrics
 //!   log          stderr lines that never fail the caller
+//!   rlimit       raises the open-files limit to what --max-connections needs
 //! ```
 
 pub mod batch;
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod replication;
+pub mod rlimit;
 pub mod service;
 pub mod store;
 pub mod tenants;

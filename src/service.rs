@@ -13,7 +13,7 @@ use crate::wal::{Recovered, Wal, WalError};
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Why the service could not start.
 #[derive(Debug)]
@@ -80,10 +80,10 @@ impl Service {
         let api = Arc::new(Api {
             coordinator: Coordinator::new(cluster.clone(), wal),
             metrics: Metrics::default(),
-            max_body_bytes: config.max_body_bytes,
             fault_injection: config.fault_injection,
+            http_stats: OnceLock::new(),
         });
-        let http = HttpServer::start(listener, api).map_err(StartError::Http)?;
+        let http = HttpServer::start(listener, api, config).map_err(StartError::Http)?;
         Ok(Service { http, cluster })
     }
 
@@ -116,8 +116,15 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals =
         signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(StartError::Signals)?;
+    let open_files = crate::rlimit::raise_open_files(config.clients.max_connections);
     let service = Service::start(config)?;
     service.announce();
+    if let Err(short) = open_files {
+        crate::log!("{short}");
+    }
+    for warning in &config.warnings {
+        crate::log!("{warning}");
+    }
     if let Some(signal) = signals.forever().next() {
         let name = if signal == SIGINT {
             "SIGINT"

@@ -1,15 +1,20 @@
-//! The HTTP API: a fixed pool of worker threads over tiny_http that read a
-//! request, call the coordinator, and answer as SPEC.md says.
+//! The HTTP API: tiny_http's connection threads read each request whole,
+//! under deadlines, and run its handler right there; the handler calls the
+//! coordinator and answers as SPEC.md says.
 //!
 //! ```text
-//!   mod.rs     the server, its workers, writing answers
+//!   mod.rs     the server: options from the config, one handler per request
 //!   routes.rs  routing and one handler per route
 //!   answer.rs  answers and their JSON bodies
 //! ```
+//!
+//! No worker pool: a slow client holds only its own connection thread (see
+//! README "Connections"), and a request costs no hand-off between threads.
 
 mod answer;
 mod routes;
 
+use crate::config::{ClientLimits, Config};
 use crate::coordinator::Coordinator;
 use crate::metrics::Metrics;
 use answer::Answer;
@@ -17,93 +22,76 @@ use std::io::{self, Cursor};
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use tiny_http::{Header, Request, Response, Server};
-
-/// Threads answering HTTP requests. Requests wait in tiny_http's queue when
-/// all are busy; reads wait on the master, so a few more than the cores.
-pub const WORKERS: usize = 8;
-/// Most client connections open at once; more are closed on accept.
-pub const MAX_CLIENT_CONNECTIONS: usize = 1024;
+use tiny_http::limits::ServerOptions;
+use tiny_http::{Header, Request, Response, Server, ServerStats, Serving};
 
 /// What the request handlers need.
 pub struct Api {
     pub coordinator: Coordinator,
     pub metrics: Metrics,
-    pub max_body_bytes: usize,
     pub fault_injection: bool,
+    /// The HTTP server's own counters (connections, deadlines).
+    pub http_stats: std::sync::OnceLock<Arc<ServerStats>>,
 }
 
-/// The running HTTP server and its workers.
+/// The running HTTP server.
 pub struct HttpServer {
-    server: Arc<Server>,
-    addr: SocketAddr,
-    workers: Vec<JoinHandle<()>>,
+    serving: Serving,
 }
 
 impl HttpServer {
-    pub fn start(listener: TcpListener, api: Arc<Api>) -> io::Result<HttpServer> {
-        let addr = listener.local_addr()?;
-        tiny_http::limits::set_max_connections(MAX_CLIENT_CONNECTIONS);
-        let server = Server::from_listener(listener, None).map_err(io::Error::other)?;
-        let server = Arc::new(server);
-        let mut workers = Vec::with_capacity(WORKERS);
-        for index in 0..WORKERS {
-            let server = server.clone();
-            let api = api.clone();
-            let worker = thread::Builder::new()
-                .name(format!("http-{index}"))
-                .spawn(move || serve(&server, &api))?;
-            workers.push(worker);
-        }
-        Ok(HttpServer {
-            server,
-            addr,
-            workers,
-        })
+    pub fn start(listener: TcpListener, api: Arc<Api>, config: &Config) -> io::Result<HttpServer> {
+        let options = options(&config.clients, config.max_body_bytes);
+        let handler_api = api.clone();
+        let serving = Server::serve(listener, options, move |request| {
+            handle(&handler_api, request)
+        })?;
+        let _ = api.http_stats.set(serving.stats().clone());
+        Ok(HttpServer { serving })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.serving.local_addr()
     }
 
-    /// Lets each worker finish its request, then stops it.
+    /// Stops accepting, lets requests in flight finish, closes connections.
     pub fn stop(self) {
-        for _ in &self.workers {
-            self.server.unblock();
-        }
-        for worker in self.workers {
-            let _ = worker.join();
-        }
+        self.serving.stop();
     }
 }
 
-/// A worker keeps buffers up to this size between requests; a larger one
-/// (a huge batch) is freed, so one big POST does not pin its memory on a
-/// small box for good.
-pub const KEEP_BUFFER_BYTES: usize = 1024 * 1024;
-
-fn serve(server: &Server, api: &Api) {
-    // The body buffer is reused from request to request.
-    let mut body = Vec::new();
-    while let Ok(request) = server.recv() {
-        // A panic must never take a worker down for good: tiny_http answers
-        // 500 when the request is dropped, and the worker goes on.
-        let handled = panic::catch_unwind(AssertUnwindSafe(|| handle(api, request, &mut body)));
-        if handled.is_err() {
-            crate::log!(
-                "error: a request handler panicked; the client got 500, the worker goes on"
-            );
-        }
-        if body.capacity() > KEEP_BUFFER_BYTES {
-            body = Vec::new();
-        }
+/// The engine's options from the client limits; its own errors (400, 408,
+/// 413, 414, 431, 503, 505...) carry the JSON error body.
+fn options(limits: &ClientLimits, max_body_bytes: usize) -> ServerOptions {
+    ServerOptions {
+        max_connections: limits.max_connections,
+        max_connections_per_ip: limits.max_connections_per_ip,
+        header_timeout: limits.header_timeout,
+        idle_timeout: limits.idle_timeout,
+        body_grace: limits.body_timeout,
+        min_body_rate: limits.min_body_rate,
+        write_timeout: limits.write_timeout,
+        max_body_bytes: max_body_bytes as u64,
+        max_body_bytes_in_flight: limits.max_body_bytes_in_flight as u64,
+        error_body: Arc::new(|_status, message| {
+            let body = serde_json::to_vec(&answer::ko_body(message)).unwrap_or_default();
+            (body, "application/json")
+        }),
+        ..ServerOptions::default()
     }
 }
 
-fn handle(api: &Api, mut request: Request, body: &mut Vec<u8>) {
-    let (route, answer) = routes::route(api, &mut request, body);
-    respond(api, request, route, answer);
+fn handle(api: &Api, mut request: Request) {
+    // A panic must never take a connection thread down with the answer
+    // unwritten: the request is dropped, tiny_http answers 500, and the
+    // next request is served.
+    let handled = panic::catch_unwind(AssertUnwindSafe(|| {
+        let (route, answer) = routes::route(api, &mut request);
+        respond(api, request, route, answer);
+    }));
+    if handled.is_err() {
+        crate::log!("error: a request handler panicked; the client got 500");
+    }
 }
 
 fn respond(api: &Api, request: Request, route: &'static str, answer: Answer) {
@@ -125,6 +113,6 @@ fn respond(api: &Api, request: Request, route: &'static str, answer: Answer) {
     {
         response.add_header(allow);
     }
-    // The client may have gone; nothing to do about it.
+    // The client may have gone; the engine closes the connection then.
     let _ = request.respond(response);
 }

@@ -250,8 +250,8 @@ impl Serving {
         self.addr
     }
 
-    /// The server's counters.
-    pub fn stats(&self) -> &ServerStats {
+    /// The server's counters (shared, so they can be read from a handler).
+    pub fn stats(&self) -> &Arc<ServerStats> {
         &self.shared.stats
     }
 
@@ -755,5 +755,5 @@ impl Connection {
 }
 
 fn too_large(limit: u64) -> String {
-    format!("request body larger than {} bytes", limit)
+    format!("request body is larger than the {}-byte limit", limit)
 }
