@@ -107,8 +107,10 @@ impl std::error::Error for NotAttached {}
 
 pub struct ReplicationLog {
     state: Mutex<LogState>,
-    /// Wakes apply threads waiting for commits and appends waiting for room.
-    changed: Condvar,
+    /// Wakes apply threads waiting for commits (or to be joined again).
+    committed: Condvar,
+    /// Wakes appends waiting for room.
+    room: Condvar,
     tenants: Arc<Tenants>,
     /// Tells the cluster which nodes were detached.
     detached_events: Sender<NodeId>,
@@ -170,7 +172,8 @@ impl ReplicationLog {
                 retained: 0,
                 consumers: Vec::new(),
             }),
-            changed: Condvar::new(),
+            committed: Condvar::new(),
+            room: Condvar::new(),
             tenants,
             detached_events,
         };
@@ -209,7 +212,7 @@ impl ReplicationLog {
     pub fn append(&self, pieces: Vec<Piece>, deadline: Instant) -> Result<(), Full> {
         let mut state = self.state.lock();
         while state.retained > MAX_RETAINED_BYTES && !state.consumers_caught_up_enough() {
-            if self.changed.wait_until(&mut state, deadline).timed_out() {
+            if self.room.wait_until(&mut state, deadline).timed_out() {
                 return Err(Full);
             }
         }
@@ -272,7 +275,7 @@ impl ReplicationLog {
             .ok_or(NotAttached(source))?;
         state.set_consumer(node, Some(next));
         drop(state);
-        self.changed.notify_all();
+        self.committed.notify_all();
         Ok(())
     }
 
@@ -291,7 +294,8 @@ impl ReplicationLog {
         state.consumers.retain(|c| c.node != node);
         let unpin = state.collect_garbage();
         drop(state);
-        self.changed.notify_all();
+        self.committed.notify_all();
+        self.room.notify_all();
         self.tenants.unpin(&unpin);
     }
 
@@ -316,7 +320,7 @@ impl ReplicationLog {
                     return Read::Commits(commits);
                 }
             }
-            self.changed.wait(&mut state);
+            self.committed.wait(&mut state);
         }
     }
 
@@ -330,8 +334,9 @@ impl ReplicationLog {
         }
         let unpin = state.collect_garbage();
         drop(state);
-        // Appends may be waiting for room.
-        self.changed.notify_all();
+        // Appends may be waiting for room (only other apply threads wait
+        // on `committed`, and this frees nothing for them).
+        self.room.notify_all();
         self.tenants.unpin(&unpin);
     }
 
@@ -366,7 +371,8 @@ impl ReplicationLog {
         }));
         let mut unpin = Vec::new();
         let detached = state.detach_laggards(&mut unpin);
-        self.changed.notify_all();
+        self.committed.notify_all();
+        self.room.notify_all();
         for node in detached {
             // The receiver lives as long as the cluster; if it is gone the
             // process is stopping and nobody will re-copy the node anyway.

@@ -50,6 +50,10 @@ pub const PATIENT_ACK_TIMEOUT: Duration = Duration::from_secs(3);
 /// Extra time a node gets per MiB of frame, so a big frame that is still
 /// arriving is not sent to a second node meanwhile.
 pub const ACK_TIME_PER_MIB: Duration = Duration::from_millis(25);
+/// Frames a request thread sends on behalf of others once its own parcels
+/// are answered, before it hands the outbox over: sending at once from a
+/// thread that is awake beats waking another, but its own client waits.
+pub const MAX_FRAMES_LED_FOR_OTHERS: usize = 8;
 /// A node that did not answer in time is left out of new writes this long.
 pub const BUSY_BACKOFF: Duration = Duration::from_millis(500);
 /// How long one node may take to reach a read's watermark before another
@@ -381,10 +385,12 @@ impl Coordinator {
                 lead.push(job.node);
             }
         }
+        // Frames this request led after its own parcels were answered.
+        let mut extra_frames = 0;
         loop {
             let mut flights = Vec::new();
             while let Some(node) = lead.pop() {
-                match self.take_off(node, &waiter) {
+                match self.take_off(node, &waiter, true) {
                     Ok(flight) => flights.push(flight),
                     // Each failed take-off used up queued parcels, so
                     // leading again ends.
@@ -393,7 +399,13 @@ impl Coordinator {
                 }
             }
             for flight in flights {
-                lead.extend(self.land(flight, &waiter));
+                let keep = extra_frames < MAX_FRAMES_LED_FOR_OTHERS;
+                if let Some(node) = self.land(flight, &waiter, keep) {
+                    if waiter.is_done() {
+                        extra_frames += 1;
+                    }
+                    lead.push(node);
+                }
             }
             if !lead.is_empty() {
                 continue;
@@ -408,7 +420,7 @@ impl Coordinator {
     /// Sends the queued parcels of `node`'s outbox as one frame. If the
     /// frame could not go out, its parcels failed, and the error says
     /// whether this request leads the outbox's next frame.
-    fn take_off(&self, node: NodeId, me: &Arc<Waiter>) -> Result<Flight, LeadAgain> {
+    fn take_off(&self, node: NodeId, me: &Arc<Waiter>, keep: bool) -> Result<Flight, LeadAgain> {
         let lane = &self.lanes[node.0];
         let group = lane.outbox.take_group();
         let (entries, patient) = outbox::measure(&group);
@@ -430,7 +442,7 @@ impl Coordinator {
                         timeout: error.is_timeout(),
                     },
                 );
-                Err(LeadAgain(lane.outbox.hand_over(node, me)))
+                Err(LeadAgain(lane.outbox.hand_over(node, me, keep)))
             }
         }
     }
@@ -458,7 +470,7 @@ impl Coordinator {
 
     /// Takes the node's answer to a flight and tells its parcels; returns
     /// the node again if this request must lead its next frame.
-    fn land(&self, mut flight: Flight, me: &Arc<Waiter>) -> Option<NodeId> {
+    fn land(&self, mut flight: Flight, me: &Arc<Waiter>, keep: bool) -> Option<NodeId> {
         let node = flight.node;
         let lane = &self.lanes[node.0];
         let entries = flight.entries() as u64;
@@ -482,7 +494,7 @@ impl Coordinator {
                 }));
             }
         }
-        lane.outbox.hand_over(node, me).then_some(node)
+        lane.outbox.hand_over(node, me, keep).then_some(node)
     }
 
     fn note_failure(&self, lane: &Lane, error: &pool::CallError) {

@@ -121,16 +121,18 @@ impl Outbox {
         group
     }
 
-    /// The leader is done with a frame: hands the outbox to the owner of the
-    /// oldest queued parcel, or marks it idle. Returns true if that owner is
-    /// `me` (who then leads again).
-    pub fn hand_over(&self, node: NodeId, me: &Arc<Waiter>) -> bool {
+    /// The leader is done with a frame. If parcels are queued it leads the
+    /// next frame itself when `keep` (a thread already awake sends at once)
+    /// or when the oldest is its own; else it hands the outbox to the owner
+    /// of the oldest. With nothing queued the outbox goes idle. Returns
+    /// true if the caller leads the next frame.
+    pub fn hand_over(&self, node: NodeId, me: &Arc<Waiter>, keep: bool) -> bool {
         let mut state = self.state.lock();
         let Some(next) = state.queue.front() else {
             state.leading = false;
             return false;
         };
-        if Arc::ptr_eq(&next.ticket.waiter, me) {
+        if keep || Arc::ptr_eq(&next.ticket.waiter, me) {
             return true;
         }
         next.ticket.waiter.lead(node);
@@ -236,6 +238,11 @@ impl Waiter {
         self.wake.notify_one();
     }
 
+    /// Whether every parcel has an outcome.
+    pub fn is_done(&self) -> bool {
+        self.state.lock().left == 0
+    }
+
     /// Waits until every parcel has an outcome or an outbox is handed over.
     pub fn wait(&self) -> Wake {
         let mut state = self.state.lock();
@@ -294,7 +301,10 @@ mod tests {
         let group = outbox.take_group();
         assert_eq!(measure(&group), (2, false));
         complete(group, Outcome::Failed { timeout: true });
-        assert!(!outbox.hand_over(NodeId(3), &b), "nothing queued: idle");
+        assert!(
+            !outbox.hand_over(NodeId(3), &b, true),
+            "nothing queued: idle"
+        );
         assert!(matches!(b.wait(), Wake::Done(o) if o == vec![Outcome::Failed { timeout: true }]));
         assert!(
             outbox.push(parcel(1), &a, 0),
