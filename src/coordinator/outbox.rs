@@ -294,13 +294,19 @@ mod tests {
         complete(group, Outcome::Stored);
         assert!(matches!(a.wait(), Wake::Done(o) if o == vec![Outcome::Stored]));
         assert!(
-            !outbox.hand_over(NodeId(3), &a),
+            !outbox.hand_over(NodeId(3), &a, false),
             "b's parcel is next: b leads"
         );
         assert!(matches!(b.wait(), Wake::Lead(nodes) if nodes == vec![NodeId(3)]));
         let group = outbox.take_group();
         assert_eq!(measure(&group), (2, false));
+        assert!(!outbox.push(parcel(1), &a, 0), "a frame is out: a waits");
+        assert!(
+            outbox.hand_over(NodeId(3), &b, true),
+            "b is awake and may keep leading"
+        );
         complete(group, Outcome::Failed { timeout: true });
+        complete(outbox.take_group(), Outcome::Stored);
         assert!(
             !outbox.hand_over(NodeId(3), &b, true),
             "nothing queued: idle"
