@@ -81,6 +81,7 @@ impl Service {
             coordinator: Coordinator::new(cluster.clone(), wal),
             metrics: Metrics::default(),
             fault_injection: config.fault_injection,
+            status_page: crate::http::status_page::StatusPage::new(config.fault_injection),
             http_stats: OnceLock::new(),
         });
         let http = HttpServer::start(listener, api, config).map_err(StartError::Http)?;

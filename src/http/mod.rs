@@ -6,6 +6,7 @@
 //!   mod.rs     the server: options from the config, one handler per request
 //!   routes.rs  routing and one handler per route
 //!   answer.rs  answers and their JSON bodies
+//!   status_page.{rs,html,css,js}  the live status page at `GET /`
 //! ```
 //!
 //! No worker pool: a slow client holds only its own connection thread (see
@@ -13,6 +14,7 @@
 
 mod answer;
 mod routes;
+pub mod status_page;
 
 use crate::config::{ClientLimits, Config};
 use crate::coordinator::Coordinator;
@@ -30,6 +32,8 @@ pub struct Api {
     pub coordinator: Coordinator,
     pub metrics: Metrics,
     pub fault_injection: bool,
+    /// `GET /`, put together once at startup.
+    pub status_page: status_page::StatusPage,
     /// The HTTP server's own counters (connections, deadlines).
     pub http_stats: std::sync::OnceLock<Arc<ServerStats>>,
 }

@@ -1,8 +1,8 @@
 //! Routing and the handlers: each reads its request, calls the coordinator
 //! and turns the outcome into an [`Answer`].
 
-use super::Api;
 use super::answer::{Accepted, Answer, Count, Health};
+use super::{Api, status_page};
 use crate::batch;
 use crate::cluster::Fault;
 use crate::metrics;
@@ -23,6 +23,18 @@ pub fn route(api: &Api, request: &mut Request) -> (&'static str, Answer) {
         other => other.clone(),
     };
     match segments.as_slice() {
+        [""] => (
+            "/",
+            match method {
+                Method::Get => Answer {
+                    status: 200,
+                    body: api.status_page.body(),
+                    content_type: status_page::CONTENT_TYPE,
+                    allow: None,
+                },
+                _ => Answer::method_not_allowed("GET"),
+            },
+        ),
         ["items"] => (
             "/items",
             match method {
