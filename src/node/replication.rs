@@ -12,13 +12,23 @@ use crate::replication::Read;
 use crate::tenants::TenantId;
 use crate::version::Version;
 use parking_lot::{Condvar, Mutex};
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// After applying, the apply thread waits this long before it looks for
+/// more commits, unless a read needs a newer watermark: under a stream of
+/// small writes it then applies many commits per wake-up instead of being
+/// woken for each. Writes never wait for it; reads nudge it.
+pub const APPLY_LINGER: Duration = Duration::from_micros(500);
 
 /// Per-tenant counts as of a watermark: what reads see.
 pub struct View {
     state: Mutex<Counts>,
     published: Condvar,
+    /// Reads waiting for a newer watermark, and how they nudge the apply
+    /// thread out of its linger.
+    waiting_readers: AtomicUsize,
+    needed: Condvar,
 }
 
 struct Counts {
@@ -34,6 +44,8 @@ impl View {
                 by_tenant,
             }),
             published: Condvar::new(),
+            waiting_readers: AtomicUsize::new(0),
+            needed: Condvar::new(),
         }
     }
 
@@ -52,8 +64,16 @@ impl View {
         deadline: Instant,
     ) -> Option<(u64, Version)> {
         let mut state = self.state.lock();
-        while state.watermark < at_least {
-            if self.published.wait_until(&mut state, deadline).timed_out() {
+        if state.watermark < at_least {
+            self.waiting_readers.fetch_add(1, Ordering::SeqCst);
+            self.needed.notify_one();
+            while state.watermark < at_least {
+                if self.published.wait_until(&mut state, deadline).timed_out() {
+                    break;
+                }
+            }
+            self.waiting_readers.fetch_sub(1, Ordering::SeqCst);
+            if state.watermark < at_least {
                 return None;
             }
         }
@@ -83,6 +103,15 @@ impl View {
         mine.by_tenant = by_tenant;
         drop(mine);
         self.published.notify_all();
+    }
+
+    /// Waits [`APPLY_LINGER`], or less if a read is waiting for a newer
+    /// watermark.
+    fn linger(&self) {
+        let mut state = self.state.lock();
+        if self.waiting_readers.load(Ordering::SeqCst) == 0 {
+            self.needed.wait_for(&mut state, APPLY_LINGER);
+        }
     }
 
     /// Publishes the changes of applied commits and their watermark at once.
@@ -178,6 +207,8 @@ pub(super) fn apply_loop(shared: &Shared) {
         shared.view.publish(last.watermark, &mut changes);
         shared.log.applied(shared.id, last.seq + 1);
         changes.trim();
+        drop(_applying);
+        shared.view.linger();
     }
 }
 

@@ -1,0 +1,445 @@
+//! `make bench`: drives the release binary with keep-alive HTTP/1.1 clients
+//! and prints a table. In the same run it measures baselines, so figures can
+//! be read as ratios on a shared, noisy machine:
+//! - the one-process limit (`limit.rs`): a minimal std-only server doing the
+//!   same parse and the same four maps, with no distribution at all;
+//! - Redis (a Lua script keeping id→tenant and tenant→count exact, and
+//!   `redis-benchmark` HGET), when `redis-server` is installed.
+//!
+//! Usage: bench [--quick] [--server PATH]
+//!
+//! ```text
+//!   main.rs     the plan and the table
+//!   load.rs     the load generator (lock-step keep-alive connections)
+//!   limit.rs    the one-process limit server
+//!   service.rs  the service under test, as a child process
+//!   redis.rs    the Redis baselines
+//!   attacks.rs  misbehaving clients, for the front-door rows
+//! ```
+
+mod attacks;
+mod limit;
+mod load;
+mod redis;
+mod service;
+
+use load::{Load, Outcome, Stop};
+use service::Service;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Sizes of each measurement; `--quick` makes them about ten times smaller.
+struct Plan {
+    quick: bool,
+    /// How long each rate measurement runs.
+    run: Duration,
+    fresh_items: u64,
+    growth_items: u64,
+    read_items: u64,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let server_path = args
+        .iter()
+        .position(|a| a == "--server")
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| service::sibling_binary("distributed-counter"));
+    let scale = if quick { 10 } else { 1 };
+    let plan = Plan {
+        quick,
+        run: if quick {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(2)
+        },
+        fresh_items: 2_000_000 / scale,
+        growth_items: 6_000_000 / scale,
+        read_items: 1_000_000 / scale,
+    };
+    // Thousands of client connections in the front-door rows.
+    let _ = distributed_counter::rlimit::raise_open_files(16_384);
+    if let Err(e) = run(&server_path, &plan) {
+        eprintln!("bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(server_path: &str, plan: &Plan) -> io::Result<()> {
+    println!(
+        "distributed-counter benchmark ({} cores{})",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if plan.quick { ", --quick" } else { "" }
+    );
+    let mut table = Table::default();
+    small_requests(server_path, plan, &mut table)?;
+    big_batches(server_path, plan, &mut table)?;
+    reads(server_path, plan, &mut table)?;
+    node_counts(server_path, plan, &mut table)?;
+    durable(server_path, plan, &mut table)?;
+    attacks::front_door(server_path, plan, &mut table)?;
+    table.print();
+    Ok(())
+}
+
+/// `connections` clients posting batches of `batch` fresh items for one run.
+fn ingest(
+    addr: SocketAddr,
+    connections: usize,
+    batch: u64,
+    stop: Stop,
+    first_id: i64,
+) -> io::Result<Outcome> {
+    load::run(
+        addr,
+        Load {
+            connections,
+            source: None,
+            stop,
+            request: load::post_items(batch, first_id),
+            units_per_request: batch,
+            unit: "items/s",
+        },
+    )
+}
+
+/// `connections` clients reading counts (or `path`) for one run.
+fn reads_of(
+    addr: SocketAddr,
+    connections: usize,
+    stop: Stop,
+    request: load::RequestBuilder,
+) -> io::Result<Outcome> {
+    load::run(
+        addr,
+        Load {
+            connections,
+            source: None,
+            stop,
+            request,
+            units_per_request: 1,
+            unit: "req/s",
+        },
+    )
+}
+
+/// Batches of 1, 10 and 100 at 8, 32 and 128 connections, against the
+/// one-process limit doing the same work; then how evenly single-item
+/// writes spread over the nodes.
+fn small_requests(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<()> {
+    table.section("Small requests: the service against the one-process limit, same shapes");
+    let limit = limit::LimitServer::start()?;
+    let server = Service::start(server_path, 4, &[])?;
+    let mut first_id = 0i64;
+    for batch in [1u64, 10, 100] {
+        for connections in [8usize, 32, 128] {
+            let name = format!("batch {batch}, {connections} connections");
+            let baseline = ingest(
+                limit.addr,
+                connections,
+                batch,
+                Stop::After(plan.run),
+                first_id,
+            )?;
+            let measured = ingest(
+                server.addr,
+                connections,
+                batch,
+                Stop::After(plan.run),
+                first_id,
+            )?;
+            first_id += 1 << 40;
+            table.row(&format!("limit: {name}"), &baseline, None);
+            table.row(&format!("service: {name}"), &measured, Some(&baseline));
+        }
+    }
+    drop(server);
+    // Single-item traffic only, on a fresh service: the direct writes
+    // (`received`) must be spread evenly.
+    let server = Service::start(server_path, 4, &[])?;
+    ingest(server.addr, 32, 1, Stop::After(plan.run), 0)?;
+    let received = server.received()?;
+    let mean = received.iter().sum::<u64>() as f64 / received.len().max(1) as f64;
+    let worst = received
+        .iter()
+        .map(|&r| (r as f64 - mean).abs() / mean.max(1.0))
+        .fold(0.0, f64::max);
+    table.note(format!(
+        "received after single-item traffic: {received:?} (worst {:.1}% from the mean)",
+        worst * 100.0
+    ));
+    Ok(())
+}
+
+/// 1000-item batches: fresh, re-posted, until replicated; and while the
+/// maps grow to millions of items, with the memory each item costs.
+fn big_batches(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<()> {
+    table.section("Big batches (1000 items, 8 connections)");
+    let limit = limit::LimitServer::start()?;
+    let baseline = ingest(
+        limit.addr,
+        8,
+        1000,
+        Stop::Requests(plan.fresh_items / 1000),
+        0,
+    )?;
+    table.row("limit: fresh", &baseline, None);
+    let server = Service::start(server_path, 4, &[])?;
+    let fresh = ingest(
+        server.addr,
+        8,
+        1000,
+        Stop::Requests(plan.fresh_items / 1000),
+        0,
+    )?;
+    table.row("service: fresh", &fresh, Some(&baseline));
+    let replicated = server.until_replicated(&fresh)?;
+    table.row(
+        "  same, until all 4 replicas applied every item",
+        &replicated,
+        Some(&baseline),
+    );
+    let again = ingest(
+        server.addr,
+        8,
+        1000,
+        Stop::Requests(plan.fresh_items / 1000),
+        0,
+    )?;
+    table.row("service: re-posting existing IDs", &again, Some(&baseline));
+    drop(server);
+
+    let server = Service::start(server_path, 4, &[])?;
+    let before = server.rss_bytes();
+    let growth = ingest(
+        server.addr,
+        8,
+        1000,
+        Stop::Requests(plan.growth_items / 1000),
+        3 << 40,
+    )?;
+    table.row(
+        &format!("service: while maps grow 0 → {} items", plan.growth_items),
+        &growth,
+        Some(&baseline),
+    );
+    server.until_replicated(&growth)?;
+    let after = server.rss_bytes();
+    table.note(format!(
+        "memory: {:.1} bytes of RSS per item per replica at {} items ({:.0} MB → {:.0} MB)",
+        after.saturating_sub(before) as f64 / (plan.growth_items * 4) as f64,
+        plan.growth_items,
+        before as f64 / 1e6,
+        after as f64 / 1e6,
+    ));
+    table.note(format!(
+        "footprint: binary {:.2} MB; idle RSS with 4 nodes {:.1} MB",
+        std::fs::metadata(server_path).map_or(0, |m| m.len()) as f64 / 1e6,
+        before as f64 / 1e6
+    ));
+    Ok(())
+}
+
+/// GET count at 32 connections against the limit and Redis HGET, and with
+/// a million items stored.
+fn reads(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<()> {
+    table.section("Reads (32 connections)");
+    let limit = limit::LimitServer::start()?;
+    ingest(limit.addr, 4, 1000, Stop::Requests(1), 0)?;
+    let baseline = reads_of(limit.addr, 32, Stop::After(plan.run), load::get_counts())?;
+    table.row("limit: GET count", &baseline, None);
+    let server = Service::start(server_path, 4, &[])?;
+    ingest(server.addr, 4, 1000, Stop::Requests(1), 0)?;
+    let health = reads_of(server.addr, 32, Stop::After(plan.run), load::get("/health"))?;
+    table.row(
+        "service: GET /health (HTTP alone)",
+        &health,
+        Some(&baseline),
+    );
+    let small = reads_of(server.addr, 32, Stop::After(plan.run), load::get_counts())?;
+    table.row("service: GET count, 1k items", &small, Some(&baseline));
+    let one = reads_of(server.addr, 1, Stop::After(plan.run), load::get_counts())?;
+    table.row("service: GET count, 1 connection", &one, None);
+    ingest(
+        server.addr,
+        8,
+        1000,
+        Stop::Requests(plan.read_items / 1000),
+        1 << 40,
+    )?;
+    let large = reads_of(server.addr, 32, Stop::After(plan.run), load::get_counts())?;
+    table.row(
+        &format!("service: GET count, {} items", plan.read_items),
+        &large,
+        Some(&small),
+    );
+    match redis::hget_rate(plan) {
+        Ok(rate) => {
+            let redis = Outcome::rate(rate, "req/s");
+            table.row(
+                "redis-benchmark HGET, 32 connections",
+                &redis,
+                Some(&baseline),
+            );
+            table.note(format!(
+                "GET count / Redis HGET: {:.2}x",
+                small.per_second() / rate
+            ));
+        }
+        Err(e) => table.note(format!("Redis HGET not measured: {e}")),
+    }
+    Ok(())
+}
+
+/// 1000-item ingest with 1, 2, 4 and 8 nodes, and Redis + Lua.
+fn node_counts(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<()> {
+    table.section("Nodes (1000-item batches, 8 connections)");
+    let limit = limit::LimitServer::start()?;
+    let baseline = ingest(
+        limit.addr,
+        8,
+        1000,
+        Stop::Requests(plan.fresh_items / 2000),
+        0,
+    )?;
+    for nodes in [1, 2, 4, 8] {
+        let server = Service::start(server_path, nodes, &[])?;
+        let result = ingest(
+            server.addr,
+            8,
+            1000,
+            Stop::Requests(plan.fresh_items / 2000),
+            0,
+        )?;
+        table.row(
+            &format!("service: --nodes {nodes}"),
+            &result,
+            Some(&baseline),
+        );
+    }
+    match redis::lua_ingest(plan.fresh_items / 4) {
+        Ok(result) => table.row("redis + Lua, 1000-item batches", &result, Some(&baseline)),
+        Err(e) => table.note(format!("Redis + Lua not measured: {e}")),
+    }
+    Ok(())
+}
+
+/// Durable mode: ingest with the log synced per group, then the time a
+/// restart takes to recover `read_items` items after `kill -9`.
+fn durable(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<()> {
+    table.section("Durable (--data-dir, --fsync always; 1000-item batches)");
+    let dir = std::env::temp_dir().join(format!("dc-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let args = ["--data-dir", dir_arg.as_str()];
+    let limit = limit::LimitServer::start()?;
+    let baseline = ingest(
+        limit.addr,
+        8,
+        1000,
+        Stop::Requests(plan.read_items / 1000),
+        0,
+    )?;
+    let server = Service::start(server_path, 4, &args)?;
+    let fresh = ingest(
+        server.addr,
+        8,
+        1000,
+        Stop::Requests(plan.read_items / 1000),
+        0,
+    )?;
+    table.row("durable: fresh", &fresh, Some(&baseline));
+    let again = ingest(
+        server.addr,
+        8,
+        1000,
+        Stop::Requests(plan.read_items / 1000),
+        0,
+    )?;
+    table.row("durable: re-posting existing IDs", &again, Some(&baseline));
+    drop(server); // kill -9
+    let disk: u64 = std::fs::read_dir(&dir)?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let started = std::time::Instant::now();
+    let server = Service::start(server_path, 4, &args)?;
+    let restart = started.elapsed();
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    table.note(format!(
+        "durable: restart after kill -9 with {} items took {:.2} s; data dir {:.1} bytes per live item",
+        plan.read_items,
+        restart.as_secs_f64(),
+        disk as f64 / plan.read_items as f64
+    ));
+    Ok(())
+}
+
+/// The printed table: rows with their ratio to a baseline, by section.
+#[derive(Default)]
+pub struct Table {
+    lines: Vec<String>,
+}
+
+impl Table {
+    pub fn section(&mut self, title: &str) {
+        let line = format!(
+            "\n## {title}\n\n| {:<56} | {:>20} | {:>8} | {:>8} | {:>8} | {:>7} |\n|{}|{}|{}|{}|{}|{}|",
+            "measurement",
+            "rate",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "ratio",
+            "-".repeat(58),
+            "-".repeat(22),
+            "-".repeat(10),
+            "-".repeat(10),
+            "-".repeat(10),
+            "-".repeat(9)
+        );
+        println!("{line}");
+        self.lines.push(line);
+    }
+
+    pub fn row(&mut self, name: &str, outcome: &Outcome, baseline: Option<&Outcome>) {
+        let ratio = baseline.map_or(String::new(), |b| {
+            format!("{:.2}x", outcome.per_second() / b.per_second())
+        });
+        let errors = if outcome.errors > 0 {
+            format!("  ({} errors)", outcome.errors)
+        } else {
+            String::new()
+        };
+        let line = format!(
+            "| {name:<56} | {:>12.0} {:<7} | {:>8.2} | {:>8.2} | {:>8.2} | {ratio:>7} |{errors}",
+            outcome.per_second(),
+            outcome.unit,
+            ms(outcome.percentile(0.5)),
+            ms(outcome.percentile(0.99)),
+            ms(outcome.percentile(1.0)),
+        );
+        println!("{line}");
+        self.lines.push(line);
+    }
+
+    pub fn note(&mut self, note: String) {
+        println!("{note}");
+        self.lines.push(note);
+    }
+
+    fn print(&self) {
+        println!("\n# All figures of this run\n");
+        for line in &self.lines {
+            println!("{line}");
+        }
+    }
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
