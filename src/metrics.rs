@@ -7,6 +7,7 @@ use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tiny_http::StatsSnapshot;
 
 /// The content type of the Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -95,6 +96,9 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{node=\"{}\"}} {}", node.id, value(node));
             }
         }
+        if let Some(http) = &service.http {
+            render_connections(&mut out, http);
+        }
         render_cluster(&mut out, service);
         if let Some(wal) = service.wal {
             render_wal(&mut out, wal);
@@ -105,11 +109,103 @@ impl Metrics {
 
 /// What `/metrics` reports besides the request counters.
 pub struct ServiceState<'a> {
+    /// The HTTP server's connection counters.
+    pub http: Option<StatsSnapshot>,
     pub nodes: Vec<NodeStatus>,
     pub master_changes: MasterChanges,
     pub log_retained_bytes: usize,
     pub tenants: usize,
     pub wal: Option<&'a WalStats>,
+}
+
+/// Writes one metric family: help, type, then its samples (labels, value).
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+/// Client connections: how many, what became of them, and each deadline.
+fn render_connections(out: &mut String, http: &StatsSnapshot) {
+    family(
+        out,
+        "dc_http_connections_open",
+        "gauge",
+        "Client connections open now.",
+        &[("", http.open)],
+    );
+    family(
+        out,
+        "dc_http_connections_busy",
+        "gauge",
+        "Client connections with a request in progress now.",
+        &[("", http.busy)],
+    );
+    family(
+        out,
+        "dc_http_connections_accepted_total",
+        "counter",
+        "Client connections accepted (admitted or not).",
+        &[("", http.accepted)],
+    );
+    family(
+        out,
+        "dc_http_connections_refused_total",
+        "counter",
+        "Connections answered 503 and closed: every connection busy, the address's share taken, or no thread to serve it.",
+        &[
+            ("{reason=\"full\"}", http.refused_full),
+            ("{reason=\"per_ip\"}", http.refused_per_ip),
+            ("{reason=\"no_thread\"}", http.refused_spawn),
+        ],
+    );
+    family(
+        out,
+        "dc_http_connections_evicted_total",
+        "counter",
+        "Idle connections closed to admit a new one at the limit.",
+        &[("", http.evicted_idle)],
+    );
+    family(
+        out,
+        "dc_http_deadlines_total",
+        "counter",
+        "Requests or connections cut by a deadline: header and body (408), idle (closed), write (closed).",
+        &[
+            ("{kind=\"header\"}", http.header_timeouts),
+            ("{kind=\"body\"}", http.body_timeouts),
+            ("{kind=\"idle\"}", http.idle_closes),
+            ("{kind=\"write\"}", http.write_timeouts),
+        ],
+    );
+    family(
+        out,
+        "dc_http_body_budget_refused_total",
+        "counter",
+        "Requests answered 503 because the bytes of bodies in flight were at their limit.",
+        &[("", http.refused_budget)],
+    );
+    family(
+        out,
+        "dc_http_write_failures_total",
+        "counter",
+        "Answers that could not be written (the client was gone).",
+        &[("", http.write_failures)],
+    );
+    let errors: Vec<(String, u64)> = http
+        .error_responses
+        .iter()
+        .map(|(status, count)| (format!("{{status=\"{status}\"}}"), *count))
+        .collect();
+    let samples: Vec<(&str, u64)> = errors.iter().map(|(l, c)| (l.as_str(), *c)).collect();
+    family(
+        out,
+        "dc_http_errors_total",
+        "counter",
+        "Answers the HTTP layer wrote itself, before any route (bad framing, deadlines, limits), by status.",
+        &samples,
+    );
 }
 
 fn render_cluster(out: &mut String, service: &ServiceState<'_>) {

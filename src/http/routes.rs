@@ -149,6 +149,7 @@ fn health(api: &Api) -> Answer {
 fn metrics_answer(api: &Api) -> Answer {
     let cluster = api.coordinator.cluster();
     let state = metrics::ServiceState {
+        http: api.http_stats.get().map(|stats| stats.snapshot()),
         nodes: api.coordinator.status(),
         master_changes: cluster.master_changes(),
         log_retained_bytes: cluster.log().retained_bytes(),
