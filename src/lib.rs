@@ -42,6 +42,8 @@ pub mod rlimit;
 pub mod service;
 pub mod store;
 pub mod tenants;
+#[cfg(test)]
+mod testing;
 pub mod version;
 pub mod wal;
 

@@ -17,9 +17,10 @@
 //! committed only whole, and only after every batch with lower versions was
 //! committed or abandoned, so a node that has applied commits up to watermark
 //! `W` holds exactly the writes with versions up to `W`. A batch whose write
-//! failed is abandoned by the coordinator (see [`ReplicationLog::abandon`]):
-//! it is committed with the pieces that reached the log before that, the
-//! same for every node, so it never blocks later batches.
+//! failed (answered 503) is settled by the coordinator at once (see
+//! [`ReplicationLog::settle`]): it is committed whole from the coordinator's
+//! copy, the same for every node, so it never blocks later batches and no
+//! read ever sees part of it.
 //!
 //! Memory is bounded: committed bytes that some node has not applied yet are
 //! at most [`MAX_RETAINED_BYTES`]. When a node falls that far behind (a long
@@ -137,12 +138,11 @@ struct OpenBatch {
     tenants: Vec<TenantId>,
     pieces: Vec<(u64, Vec<Entry>)>,
     received: u64,
-    abandoned: bool,
 }
 
 impl OpenBatch {
     fn is_resolved(&self) -> bool {
-        self.abandoned || self.received >= self.versions.len
+        self.received >= self.versions.len
     }
 }
 
@@ -201,7 +201,6 @@ impl ReplicationLog {
             tenants,
             pieces: Vec::new(),
             received: 0,
-            abandoned: false,
         });
         Ok(versions)
     }
@@ -225,13 +224,15 @@ impl ReplicationLog {
         Ok(())
     }
 
-    /// Gives up on the batch that starts at `first`: it is committed with
-    /// the pieces that arrived so far, and pieces that arrive later are
-    /// dropped. Every node sees the same outcome.
-    pub fn abandon(&self, first: Version) {
+    /// Settles the batch that starts at `first`, whose write failed: it is
+    /// committed whole, from `entries` (the whole batch), whatever pieces
+    /// arrived; pieces that arrive later are dropped. Every node sees the
+    /// same outcome, and a batch already resolved is left alone.
+    pub fn settle(&self, first: Version, entries: &[Entry]) {
         let mut state = self.state.lock();
         if let Some(batch) = state.open_batch(first) {
-            batch.abandoned = true;
+            batch.pieces = vec![(0, entries.to_vec())];
+            batch.received = batch.versions.len;
         }
         let unpin = self.commit_resolved(&mut state);
         drop(state);
@@ -398,8 +399,7 @@ impl LogState {
             return;
         };
         let end = piece.offset.saturating_add(piece.entries.len() as u64);
-        if batch.abandoned
-            || end > batch.versions.len
+        if end > batch.versions.len
             || batch
                 .pieces
                 .iter()
@@ -542,7 +542,7 @@ mod tests {
     }
 
     #[test]
-    fn an_abandoned_batch_commits_what_arrived_and_unblocks_later_ones() {
+    fn a_failed_batch_is_settled_whole_and_unblocks_later_ones() {
         let (log, _, tenants) = log();
         let node = NodeId(1);
         log.join_at_head(node);
@@ -552,13 +552,13 @@ mod tests {
         log.append(vec![piece(a, 0, 1), piece(b, 0, 1)], soon())
             .unwrap();
         assert_eq!(log.resolved(), Version::ZERO);
-        log.abandon(a.first);
+        log.settle(a.first, &piece(a, 0, 3).entries);
         assert_eq!(log.resolved(), b.last());
-        // A late piece of the abandoned batch is dropped.
+        // A late piece of the settled batch is dropped.
         log.append(vec![piece(a, 1, 2)], soon()).unwrap();
         let read = commits(&log, node);
         let entries: usize = read.iter().flat_map(|c| &c.pieces).map(Vec::len).sum();
-        assert_eq!(entries, 2, "one piece of a, all of b");
+        assert_eq!(entries, 4, "all of a (from the settlement), all of b");
         assert_eq!(tenants.sweep(|_| {}), 0, "pinned until applied");
         log.applied(node, read[read.len() - 1].seq + 1);
         assert_eq!(tenants.sweep(|_| {}), 1, "applied everywhere: unpinned");
@@ -598,7 +598,6 @@ mod tests {
             let deadline = Instant::now() + Duration::from_millis(20);
             if log.append(vec![piece(versions, 0, per_batch)], deadline) == Err(Full) {
                 refused = true;
-                log.abandon(versions.first);
                 break;
             }
         }

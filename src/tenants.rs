@@ -95,17 +95,22 @@ impl Tenants {
     where
         I: IntoIterator<Item = &'a str> + Clone,
     {
-        let ids = self.intern_all(names);
-        let mut distinct = ids.clone();
-        distinct.sort_unstable();
-        distinct.dedup();
-        let inner = self.inner.read();
-        for id in &distinct {
-            if let Some(slot) = inner.slots.get(id.index()) {
-                slot.pins.fetch_add(1, Ordering::SeqCst);
+        // Names are looked up (or added) and pinned under one lock: a sweep
+        // between the two could forget a name with no items yet.
+        {
+            let inner = self.inner.read();
+            let known: Option<Vec<TenantId>> = names
+                .clone()
+                .into_iter()
+                .map(|name| inner.ids.get(name).copied())
+                .collect();
+            if let Some(ids) = known {
+                return inner.pin(ids);
             }
         }
-        Pinned { ids, distinct }
+        let mut inner = self.inner.write();
+        let ids = names.into_iter().map(|name| inner.intern(name)).collect();
+        inner.pin(ids)
     }
 
     /// Releases pins taken by [`Tenants::pin_all`].
@@ -200,6 +205,19 @@ pub struct Pinned {
 }
 
 impl Inner {
+    /// Pins each distinct tenant of `ids` once.
+    fn pin(&self, ids: Vec<TenantId>) -> Pinned {
+        let mut distinct = ids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        for id in &distinct {
+            if let Some(slot) = self.slots.get(id.index()) {
+                slot.pins.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        Pinned { ids, distinct }
+    }
+
     fn intern(&mut self, name: &str) -> TenantId {
         if let Some(&id) = self.ids.get(name) {
             return id;

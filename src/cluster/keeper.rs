@@ -101,7 +101,7 @@ impl Cluster {
     }
 
     /// Forgets tenant names that no live node holds an item of.
-    fn sweep_tenants(&self) {
+    pub(super) fn sweep_tenants(&self) {
         let _change = self.changes.lock();
         let roster = self.roster();
         self.tenants.sweep(|unused| {

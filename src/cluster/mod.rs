@@ -282,3 +282,145 @@ impl Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Fault;
+    use crate::testing::{InProcess, wait_until};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    fn live_ids(cluster: &Cluster) -> Vec<usize> {
+        cluster.roster().live().map(|n| n.id().0).collect()
+    }
+
+    #[test]
+    fn a_crash_publishes_the_new_master_with_the_death() {
+        let service = InProcess::start(3);
+        assert!(service.write(&[(1, "a"), (2, "a")]));
+        let cluster = service.cluster().clone();
+        // Watch the roster from another thread while the master dies: at no
+        // instant may it show live nodes without a live master.
+        let stop = Arc::new(AtomicBool::new(false));
+        let bad = Arc::new(AtomicU64::new(0));
+        let watcher = {
+            let (cluster, stop, bad) = (cluster.clone(), stop.clone(), bad.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let roster = cluster.roster();
+                    if roster.live().next().is_some() && roster.master().is_none() {
+                        bad.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        };
+        for _ in 0..5 {
+            let master = cluster.roster().master_id().map(|id| id.0);
+            let master = master.unwrap_or_else(|| panic!("a master serves"));
+            cluster.inject(master, Fault::Crash, None).unwrap();
+            cluster.inject(master, Fault::Restart, None).unwrap();
+        }
+        stop.store(true, Ordering::SeqCst);
+        watcher.join().unwrap();
+        assert_eq!(bad.load(Ordering::SeqCst), 0);
+        assert_eq!(live_ids(&cluster), vec![0, 1, 2]);
+        assert_eq!(service.count("a"), 2);
+        assert_eq!(cluster.master_changes().count, 5);
+    }
+
+    #[test]
+    fn the_master_elected_is_a_node_that_applied_the_most() {
+        let service = InProcess::start(3);
+        let cluster = service.cluster().clone();
+        // Node 1 stalls: it applies nothing while writes go on.
+        cluster
+            .inject(1, Fault::Stall(Duration::from_secs(3)), None)
+            .unwrap();
+        for id in 0..50 {
+            assert!(service.write(&[(id, "m")]));
+        }
+        wait_until("node 2 applied every write", || {
+            cluster
+                .roster()
+                .node(NodeId(2))
+                .is_some_and(|n| n.view().watermark() >= cluster.log().resolved())
+        });
+        cluster.inject(0, Fault::Crash, None).unwrap();
+        assert_eq!(cluster.roster().master_id(), Some(NodeId(2)));
+        assert_eq!(service.count("m"), 50);
+    }
+
+    #[test]
+    fn a_restarted_node_holds_everything_and_with_every_node_dead_nothing_serves() {
+        let service = InProcess::start(2);
+        let cluster = service.cluster().clone();
+        let pairs: Vec<(i64, &str)> = (0..1000).map(|id| (id, "r")).collect();
+        assert!(service.write(&pairs));
+        cluster.inject(1, Fault::Crash, None).unwrap();
+        cluster.inject(1, Fault::Restart, None).unwrap();
+        let node = cluster.roster().node(NodeId(1)).cloned().unwrap();
+        assert_eq!(node.store().len(), 1000, "copied before it serves");
+        for id in [0, 1] {
+            cluster.inject(id, Fault::Crash, None).unwrap();
+        }
+        assert!(cluster.roster().master().is_none());
+        assert!(service.coordinator.count("r").is_err());
+        assert!(!service.write(&[(1, "r")]));
+        cluster.inject(0, Fault::Restart, None).unwrap();
+        assert_eq!(service.count("r"), 0, "memory only: the data died");
+        assert!(service.write(&[(1, "r")]));
+        assert_eq!(service.count("r"), 1);
+    }
+
+    #[test]
+    fn faults_check_ids_and_states() {
+        let service = InProcess::start(2);
+        let cluster = service.cluster();
+        assert_eq!(cluster.inject(2, Fault::Crash, None).unwrap_err().status(), 404);
+        assert_eq!(cluster.inject(0, Fault::Restart, None).unwrap_err().status(), 409);
+        cluster.inject(0, Fault::Crash, None).unwrap();
+        for fault in [
+            Fault::Crash,
+            Fault::Disconnect,
+            Fault::Stall(Duration::from_millis(1)),
+        ] {
+            assert_eq!(cluster.inject(0, fault, None).unwrap_err().status(), 409);
+        }
+    }
+
+    #[test]
+    fn a_disconnected_node_moves_and_still_takes_writes() {
+        let service = InProcess::start(2);
+        let cluster = service.cluster().clone();
+        let before = cluster.roster().node(NodeId(0)).and_then(Node::addr);
+        cluster.inject(0, Fault::Disconnect, None).unwrap();
+        let after = cluster.roster().node(NodeId(0)).and_then(Node::addr);
+        assert!(after.is_some() && after != before);
+        for id in 0..10 {
+            assert!(service.write(&[(id, "d"), (id + 100, "d")]));
+        }
+        assert_eq!(service.count("d"), 20);
+    }
+
+    #[test]
+    fn unused_tenant_names_are_forgotten() {
+        let service = InProcess::start(2);
+        let cluster = service.cluster().clone();
+        for round in 0..200 {
+            let tenant = format!("t{round}");
+            assert!(service.write(&[(7, tenant.as_str())]));
+        }
+        assert_eq!(service.count("t199"), 1);
+        wait_until("every node applied every write", || {
+            cluster
+                .roster()
+                .live()
+                .all(|n| n.view().watermark() >= cluster.log().resolved())
+        });
+        cluster.sweep_tenants();
+        assert_eq!(cluster.tenants().live(), 1, "only the tenant of item 7 remains");
+        assert_eq!(service.count("t199"), 1);
+        assert_eq!(service.count("t3"), 0);
+    }
+}

@@ -12,7 +12,7 @@
 //! the WAL in durable mode, and sends its pieces to the live nodes, each of
 //! which puts its piece in the replication log and acknowledges. It
 //! succeeds once every piece is acknowledged and the record is on disk; a
-//! batch that fails is abandoned in the log, so it never blocks others.
+//! batch that fails is settled whole in the log, so it never blocks others.
 //!
 //! A read ([`Coordinator::count`]) is answered by the master (or a replica
 //! when the master cannot answer in time) once the node has applied every
@@ -60,7 +60,7 @@ pub const BUSY_BACKOFF: Duration = Duration::from_millis(500);
 /// node is asked.
 pub const COUNT_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// How long a read may wait in all: long enough for a write that stalls the
-/// watermark to resolve (acknowledged, or abandoned after its retries).
+/// watermark to resolve (acknowledged, or settled after its retries).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// No node could take a write or answer a read.
@@ -83,7 +83,7 @@ pub struct Accepted {
 }
 
 /// Why a write was not accepted. Nothing of it is promised: it may be
-/// visible with what was stored before it failed (README, "Guarantees").
+/// visible (whole, never in part) or not (README, "Guarantees").
 #[derive(Debug)]
 pub enum WriteError {
     /// No live node took the items in time.
@@ -182,18 +182,20 @@ impl Lane {
     }
 }
 
-/// Abandons a batch in the replication log unless the write succeeded, so
-/// no failure path (an error, a panic) can leave it blocking later batches.
+/// Settles a batch in the replication log unless its pieces were all
+/// stored, so no failure path (an error, a panic) can leave it blocking
+/// later batches, or visible in part.
 struct OpenBatch<'a> {
     log: &'a ReplicationLog,
     versions: Versions,
+    entries: Arc<[Entry]>,
     stored: bool,
 }
 
 impl Drop for OpenBatch<'_> {
     fn drop(&mut self) {
         if !self.stored && self.versions.len > 0 {
-            self.log.abandon(self.versions.first);
+            self.log.settle(self.versions.first, &self.entries);
         }
     }
 }
@@ -259,11 +261,6 @@ impl Coordinator {
             .pin_all(items.iter().map(|item| item.tenant.as_ref()));
         let log = self.cluster.log();
         let versions = log.open(items.len() as u64, distinct)?;
-        let mut batch = OpenBatch {
-            log,
-            versions,
-            stored: false,
-        };
         let entries: Arc<[Entry]> = items
             .iter()
             .zip(ids)
@@ -274,6 +271,12 @@ impl Coordinator {
                 tenant,
             })
             .collect();
+        let mut batch = OpenBatch {
+            log,
+            versions,
+            entries: entries.clone(),
+            stored: false,
+        };
         // The log write and the nodes' stores run at the same time.
         let logged = self.wal.as_ref().map(|wal| self.log(wal, &entries));
         let stored = self.store(versions, &entries);

@@ -16,6 +16,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 pub const POOL_SIZE: usize = 4;
 /// Largest answer frame a node sends.
 const MAX_ANSWER_BYTES: usize = 64;
+/// Shortest read timeout: an answer already in the socket is read even when
+/// its deadline passed while an earlier answer was awaited.
+const MIN_READ_WAIT: Duration = Duration::from_millis(1);
 
 /// Why a call to a node failed.
 #[derive(Debug)]
@@ -130,7 +133,9 @@ impl Connection {
 
     fn read_answer(&mut self, deadline: Instant) -> Result<Response, CallError> {
         let receive = |e| CallError::Receive(FrameError::Io(e));
-        let left = time_left(deadline).map_err(receive)?;
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(MIN_READ_WAIT);
         self.reader
             .get_ref()
             .set_read_timeout(Some(left))

@@ -277,3 +277,132 @@ impl NodeThreads {
         let _ = self.apply.join();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinator::pool::Connection;
+    use crate::keys::TAG_BYTES;
+    use crate::protocol::{self, OutgoingPiece, Response};
+    use crate::replication::Read;
+    use crate::store::Entry;
+    use crate::tenants::TenantId;
+    use std::io::{Read as _, Write};
+    use std::net::TcpStream;
+
+    /// A started node on a fresh log, and the log.
+    fn node() -> (Node, NodeThreads, Arc<ReplicationLog>) {
+        let tenants = Arc::new(Tenants::new());
+        tenants.intern_all(["t"]);
+        let (log, _detached) = ReplicationLog::new(Version::ZERO, tenants.clone());
+        let log = Arc::new(log);
+        let node = Node::new(NodeId(0), Store::new(), Version::ZERO, log.clone(), tenants);
+        log.join_at_head(node.id());
+        let threads = node.start(bind(PortChoice::Any, None).unwrap()).unwrap();
+        (node, threads, log)
+    }
+
+    /// Whether the node closes `stream` without a word.
+    fn closed_silently(mut stream: TcpStream) -> bool {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        matches!(stream.read(&mut [0u8; 64]), Ok(0) | Err(_))
+    }
+
+    fn store_frame(log: &ReplicationLog, id: i64) -> Vec<u8> {
+        let versions = log.open(1, Vec::new()).unwrap();
+        let entries = [Entry {
+            id,
+            version: versions.first,
+            tenant: TenantId::new(0),
+        }];
+        let mut frame = Vec::new();
+        protocol::encode_store(
+            &mut frame,
+            1,
+            &[OutgoingPiece {
+                batch: versions.first,
+                offset: 0,
+                entries: &entries,
+            }],
+        );
+        frame
+    }
+
+    #[test]
+    fn only_a_peer_that_knows_the_secret_can_store() {
+        let (node, threads, log) = node();
+        let addr = node.addr().unwrap();
+        // The test reads the log as a node of its own (the node's apply
+        // thread reads it too).
+        let observer = NodeId(99);
+        log.join_at_head(observer);
+        // A forged frame without the handshake: dropped silently.
+        let mut forged = TcpStream::connect(addr).unwrap();
+        forged.write_all(&store_frame(&log, 7)).unwrap();
+        assert!(closed_silently(forged));
+        // Hello, then a guessed proof: dropped after the challenge.
+        let mut guesser = TcpStream::connect(addr).unwrap();
+        let mut frame = Vec::new();
+        protocol::encode_hello(&mut frame);
+        guesser.write_all(&frame).unwrap();
+        let mut challenge = Vec::new();
+        protocol::read_frame(&mut guesser, &mut challenge, 64).unwrap();
+        assert!(matches!(
+            Response::decode(&challenge),
+            Ok(Response::Challenge { .. })
+        ));
+        protocol::encode_proof(&mut frame, &[0; TAG_BYTES]);
+        guesser.write_all(&frame).unwrap();
+        guesser.write_all(&store_frame(&log, 8)).unwrap();
+        assert!(closed_silently(guesser));
+        // The coordinator's own connection proves itself and stores.
+        let mut real = Connection::open(addr).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        real.send(&store_frame(&log, 9), deadline).unwrap();
+        assert!(matches!(real.receive(1, deadline), Ok(Response::Stored { id: 1 })));
+        // Nothing of the forged frames reached the log: their two batches
+        // are open still (settled here with nothing), and only the real one
+        // has its piece.
+        log.settle(Version::new(1), &[]);
+        log.settle(Version::new(2), &[]);
+        let Read::Commits(commits) = log.read(observer) else {
+            panic!("the observer reads the log");
+        };
+        let ids: Vec<i64> = commits
+            .iter()
+            .flat_map(|c| &c.pieces)
+            .flatten()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, vec![9]);
+        threads.stop(&node);
+    }
+
+    #[test]
+    fn stopping_closes_the_port_and_joins_every_thread() {
+        let (node, threads, _log) = node();
+        let addr = node.addr().unwrap();
+        let _idle = TcpStream::connect(addr).unwrap();
+        let _proven = Connection::open(addr).unwrap();
+        threads.stop(&node);
+        assert!(node.addr().is_none());
+        assert!(TcpStream::connect(addr).is_err());
+    }
+
+    #[test]
+    fn a_moved_node_cuts_connections_to_the_old_port() {
+        let (node, mut threads, _log) = node();
+        let old = node.addr().unwrap();
+        let open = TcpStream::connect(old).unwrap();
+        threads
+            .move_to(&node, bind(PortChoice::Any, Some(old.port())).unwrap())
+            .unwrap();
+        assert_ne!(node.addr(), Some(old));
+        assert!(closed_silently(open));
+        assert!(TcpStream::connect(old).is_err());
+        assert!(Connection::open(node.addr().unwrap()).is_ok());
+        threads.stop(&node);
+    }
+}
