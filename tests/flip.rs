@@ -3,8 +3,13 @@
 //! answer, while readers count both tenants on keep-alive connections.
 //! Every count must be 0 or 2: a 1 is a read that saw half a batch.
 //!
-//! Before the replication log (787665a), about one GET in six answered 1
-//! here; each run makes thousands of GETs across hundreds of flips.
+//! Before the replication log (787665a), 13-17% of the GETs answered 1
+//! here; each run makes thousands of GETs across a thousand moves.
+//!
+//! A move that fails (503) is the other half of the issue: it must be
+//! resolved in bounded time, the same way on every node, without blocking
+//! later batches. Whether it may stay visible in part is where README and
+//! the issue disagree: see `a_failed_move_is_visible_whole_or_not_at_all`.
 
 #[path = "common/chaos.rs"]
 mod chaos;
@@ -15,6 +20,7 @@ use common::{Lcg, Server, items};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::thread;
+use std::time::{Duration, Instant};
 
 /// Moves of both IDs (to `b` and back to `a` counts two).
 const MOVES: u64 = 1_000;
@@ -235,4 +241,116 @@ fn every_count_sees_a_batch_whole_while_the_master_then_a_replica_crash_and_rest
 #[test]
 fn every_count_sees_a_batch_whole_while_nodes_stall_and_disconnect() {
     flip(Faults::StallAndDisconnect);
+}
+
+/// What a failed move may leave visible.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FailedMove {
+    /// What README ("Choices") promises: whatever was stored, the same on
+    /// every node, without blocking later batches.
+    AsStored,
+    /// What issue #14 asks of every batch a read sees: all of it or none.
+    WholeOrNothing,
+}
+
+/// Moves that get 503 with every node stalled under them. With two nodes:
+/// stall one node for long and the other, `brief`, for 50 ms, so the move
+/// is split over both; once `brief` has acknowledged a chunk, stall it for
+/// long too: the coordinator's retries then all fail. The setup races the
+/// coordinator's 300 ms acknowledgement deadline: a lost race ends in a
+/// quick 200, and the move is tried again. The brief node alternates from
+/// one failed move to the next, since which chunk gets acknowledged depends
+/// on the order in which the coordinator reads the nodes' answers.
+fn failed_moves(expect: FailedMove, wanted: usize) {
+    const TRIES: usize = 60;
+    let server = Server::start(&["--fault-injection", "--nodes", "2"]);
+    let fault = |path: &str| {
+        let reply = server.call("POST", path, "");
+        assert_eq!(reply.status, 200, "POST {path}: {}", reply.text());
+    };
+    let received = || -> Vec<u64> {
+        server
+            .nodes()
+            .iter()
+            .map(|node| node["received"].as_u64().expect("received"))
+            .collect()
+    };
+    let (from, to) = ("a", "b");
+    let mut failures = 0;
+    for _ in 0..TRIES {
+        // From a known state: a lost race may have left anything.
+        let reset = server.post_items(&items([(0, from), (1, from)]));
+        assert_eq!(reset.status, 200, "{}", reset.text());
+        let brief = failures % 2;
+        let before = received();
+        fault(&format!("/nodes/{}/stall?ms=20000", 1 - brief));
+        fault(&format!("/nodes/{brief}/stall?ms=50"));
+        let (status, took) = thread::scope(|scope| {
+            let post = scope.spawn(|| {
+                let started = Instant::now();
+                let body = items([(0, to), (1, to)]).to_string();
+                let reply = Conn::new(server.addr).call("POST", "/items", &body);
+                (reply.ok().map(|r| r.status), started.elapsed())
+            });
+            common::wait_until(
+                "the brief node acknowledged a chunk, or the move ended",
+                || received()[brief] > before[brief] || post.is_finished(),
+            );
+            fault(&format!("/nodes/{brief}/stall?ms=20000"));
+            post.join().expect("the POST thread panicked")
+        });
+        fault("/nodes/0/stall?ms=0");
+        fault("/nodes/1/stall?ms=0");
+        match status {
+            Some(200) => continue,
+            Some(503) => failures += 1,
+            other => panic!("the move answered {other:?}"),
+        }
+        assert!(
+            took < Duration::from_secs(10),
+            "a failed POST answers in bounded time; took {took:?}"
+        );
+        // A later batch is not blocked, and a read sees it: so it also sees
+        // whatever of the failed move was committed before it.
+        assert_eq!(server.post_items(&items([(7, "later")])).status, 200);
+        let counts =
+            |server: &Server| (server.count(from), server.count(to), server.count("later"));
+        let on_master = counts(&server);
+        // With node 0, the master, stalled, node 1 answers.
+        fault("/nodes/0/stall?ms=20000");
+        let on_replica = counts(&server);
+        fault("/nodes/0/stall?ms=0");
+        assert_eq!(
+            on_master, on_replica,
+            "every node shows the failed move the same way"
+        );
+        let (left, moved, later) = on_master;
+        assert_eq!(
+            (left + moved, later),
+            (2, 1),
+            "count({from}), count({to}), count(later)"
+        );
+        if expect == FailedMove::WholeOrNothing {
+            assert!(
+                moved != 1,
+                "failed move {failures} (a {took:?} 503) is visible in part: \
+                 count({from}) = {left}, count({to}) = {moved}"
+            );
+        }
+        if failures == wanted {
+            return;
+        }
+    }
+    panic!("in {TRIES} tries, only {failures} moves failed");
+}
+
+#[test]
+fn a_failed_move_is_resolved_in_bounded_time_the_same_on_every_node_and_blocks_nothing() {
+    failed_moves(FailedMove::AsStored, 2);
+}
+
+#[test]
+#[ignore = "fails: a move answered 503 can stay visible in part (README allows it; issue #14 does not)"]
+fn a_failed_move_is_visible_whole_or_not_at_all() {
+    failed_moves(FailedMove::WholeOrNothing, 4);
 }
