@@ -69,6 +69,7 @@ impl Reads {
 }
 
 fn writer(server: &Server, clock: Clock, progress: &Progress) -> Vec<Attempt> {
+    let _guard = progress.finish_if_panicking();
     let mut conn = Conn::new(server.addr);
     let mut attempts = Vec::new();
     for step in 0..MOVES {

@@ -58,6 +58,7 @@ fn client(
     clock: Clock,
     progress: &Progress,
 ) -> Vec<Op> {
+    let _guard = progress.finish_if_panicking();
     let mut rng = Lcg(seed ^ (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut conn = Conn::new(server.addr);
     let mut ops = Vec::new();

@@ -177,6 +177,12 @@ impl Progress {
         self.done.store(true, Ordering::SeqCst);
     }
 
+    /// A guard for a client thread: if the thread panics, the run is
+    /// finished, so that no one waits for steps that will never come.
+    pub fn finish_if_panicking(&self) -> FinishIfPanicking<'_> {
+        FinishIfPanicking(self)
+    }
+
     pub fn is_done(&self) -> bool {
         self.done.load(Ordering::SeqCst) || self.steps() >= self.total
     }
@@ -199,6 +205,16 @@ impl Progress {
             thread::sleep(Duration::from_millis(1));
         }
         true
+    }
+}
+
+pub struct FinishIfPanicking<'a>(&'a Progress);
+
+impl Drop for FinishIfPanicking<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.0.finish();
+        }
     }
 }
 

@@ -35,6 +35,7 @@ impl State {
     }
 
     fn with(self, id: u8, tenant: u8) -> State {
+        assert!(usize::from(id) < MAX_IDS && usize::from(tenant) < MAX_TENANTS);
         let shift = 4 * id;
         State((self.0 & !(0xF << shift)) | (u64::from(tenant) + 1) << shift)
     }
@@ -104,8 +105,9 @@ impl Op {
 pub enum Unknown {
     /// Whole, or not at all: what the issue asks.
     Whole,
-    /// Any subset of its items (what was stored before it failed), used to
-    /// tell whether a failure is explained by a partly stored batch.
+    /// Any subset of its items as one step (what was stored before it
+    /// failed; subsets of the first 12 items only), to tell whether a
+    /// failure is explained by a partly stored batch.
     AnyPart,
 }
 
@@ -242,27 +244,24 @@ impl Events {
     }
 }
 
-/// Why a history is not linearizable: it is not, and the search gave up,
-/// or it ran out of its step budget (too many overlapping operations).
+/// What the search found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// A legal order: operation indexes, in linearization order (optional
     /// writes that never happened are left out).
     Linearizable(Vec<usize>),
+    /// No legal order exists.
     NotLinearizable,
-    /// The search took more than this many steps.
+    /// The search took more than this many steps (too many operations
+    /// overlap): undecided.
     GaveUp(u64),
 }
 
 /// Most search steps before [`Verdict::GaveUp`].
 pub const STEP_BUDGET: u64 = 50_000_000;
 
-/// Checks `ops` from the empty state.
+/// Searches for a legal order of `ops`, from the empty map.
 pub fn check(ops: &[Op], unknown: Unknown) -> Verdict {
-    check_from(State::default(), ops, unknown)
-}
-
-pub fn check_from(initial: State, ops: &[Op], unknown: Unknown) -> Verdict {
     struct Frame {
         op: usize,
         call_event: usize,
@@ -275,7 +274,7 @@ pub fn check_from(initial: State, ops: &[Op], unknown: Unknown) -> Verdict {
     let mut done_required = 0;
     let mut seen: HashSet<(Bits, State)> = HashSet::new();
     let mut stack: Vec<Frame> = Vec::new();
-    let mut state = initial;
+    let mut state = State::default();
     let mut entry = events.first();
     let mut first_alternative = 0;
     let mut steps = 0u64;
