@@ -9,7 +9,7 @@
 //! A move that fails (503) is the other half of the issue: it must be
 //! resolved in bounded time, the same way on every node, without blocking
 //! later batches. Whether it may stay visible in part is where README and
-//! the issue disagree: see `a_failed_move_is_visible_whole_or_not_at_all`.
+//! the issue disagree: see the two ignored tests at the end, which fail.
 
 #[path = "common/chaos.rs"]
 mod chaos;
@@ -252,6 +252,9 @@ enum FailedMove {
     AsStored,
     /// What issue #14 asks of every batch a read sees: all of it or none.
     WholeOrNothing,
+    /// With `--data-dir`: what was visible of it before `kill -9` is what
+    /// is visible after the restart.
+    SameAfterRestart,
 }
 
 /// Moves that get 503 with every node stalled under them. With two nodes:
@@ -264,7 +267,12 @@ enum FailedMove {
 /// on the order in which the coordinator reads the nodes' answers.
 fn failed_moves(expect: FailedMove, wanted: usize) {
     const TRIES: usize = 60;
-    let server = Server::start(&["--fault-injection", "--nodes", "2"]);
+    let dir = common::TempDir::new("failed-move");
+    let mut flags = vec!["--fault-injection", "--nodes", "2"];
+    if expect == FailedMove::SameAfterRestart {
+        flags.extend(["--data-dir", dir.arg()]);
+    }
+    let server = Server::start(&flags);
     let fault = |path: &str| {
         let reply = server.call("POST", path, "");
         assert_eq!(reply.status, 200, "POST {path}: {}", reply.text());
@@ -331,12 +339,24 @@ fn failed_moves(expect: FailedMove, wanted: usize) {
             (2, 1),
             "count({from}), count({to}), count(later)"
         );
-        if expect == FailedMove::WholeOrNothing {
-            assert!(
+        match expect {
+            FailedMove::AsStored => {}
+            FailedMove::WholeOrNothing => assert!(
                 moved != 1,
                 "failed move {failures} (a {took:?} 503) is visible in part: \
                  count({from}) = {left}, count({to}) = {moved}"
-            );
+            ),
+            FailedMove::SameAfterRestart => {
+                server.kill9();
+                let restarted = Server::start(&["--nodes", "2", "--data-dir", dir.arg()]);
+                assert_eq!(
+                    counts(&restarted),
+                    on_master,
+                    "failed move {failures} (a {took:?} 503) changed with the restart: \
+                     count({from}), count({to}), count(later)"
+                );
+                return;
+            }
         }
         if failures == wanted {
             return;
@@ -354,4 +374,10 @@ fn a_failed_move_is_resolved_in_bounded_time_the_same_on_every_node_and_blocks_n
 #[ignore = "fails: a move answered 503 can stay visible in part (README allows it; issue #14 does not)"]
 fn a_failed_move_is_visible_whole_or_not_at_all() {
     failed_moves(FailedMove::WholeOrNothing, 4);
+}
+
+#[test]
+#[ignore = "fails: a move answered 503 and seen in part is seen whole after kill -9 and a restart"]
+fn a_failed_move_is_visible_the_same_after_a_restart_from_the_data_dir() {
+    failed_moves(FailedMove::SameAfterRestart, 1);
 }
