@@ -244,7 +244,8 @@ fn every_count_sees_a_batch_whole_while_nodes_stall_and_disconnect() {
     flip(Faults::StallAndDisconnect);
 }
 
-/// What a failed move may leave visible.
+/// What a failed-move test asks, beyond bounded time, the same counts on
+/// every node, and later batches going through.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum FailedMove {
     /// What README ("Choices") promises: whatever was stored, the same on
