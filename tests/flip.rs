@@ -372,13 +372,11 @@ fn a_failed_move_is_resolved_in_bounded_time_the_same_on_every_node_and_blocks_n
 }
 
 #[test]
-#[ignore = "fails: a move answered 503 can stay visible in part (README allows it; issue #14 does not)"]
 fn a_failed_move_is_visible_whole_or_not_at_all() {
     failed_moves(FailedMove::WholeOrNothing, 4);
 }
 
 #[test]
-#[ignore = "fails: a move answered 503 and seen in part is seen whole after kill -9 and a restart"]
 fn a_failed_move_is_visible_the_same_after_a_restart_from_the_data_dir() {
     failed_moves(FailedMove::SameAfterRestart, 1);
 }

@@ -377,8 +377,17 @@ mod tests {
     fn faults_check_ids_and_states() {
         let service = InProcess::start(2);
         let cluster = service.cluster();
-        assert_eq!(cluster.inject(2, Fault::Crash, None).unwrap_err().status(), 404);
-        assert_eq!(cluster.inject(0, Fault::Restart, None).unwrap_err().status(), 409);
+        assert_eq!(
+            cluster.inject(2, Fault::Crash, None).unwrap_err().status(),
+            404
+        );
+        assert_eq!(
+            cluster
+                .inject(0, Fault::Restart, None)
+                .unwrap_err()
+                .status(),
+            409
+        );
         cluster.inject(0, Fault::Crash, None).unwrap();
         for fault in [
             Fault::Crash,
@@ -419,7 +428,11 @@ mod tests {
                 .all(|n| n.view().watermark() >= cluster.log().resolved())
         });
         cluster.sweep_tenants();
-        assert_eq!(cluster.tenants().live(), 1, "only the tenant of item 7 remains");
+        assert_eq!(
+            cluster.tenants().live(),
+            1,
+            "only the tenant of item 7 remains"
+        );
         assert_eq!(service.count("t199"), 1);
         assert_eq!(service.count("t3"), 0);
     }

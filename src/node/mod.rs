@@ -361,7 +361,10 @@ mod tests {
         let mut real = Connection::open(addr).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         real.send(&store_frame(&log, 9), deadline).unwrap();
-        assert!(matches!(real.receive(1, deadline), Ok(Response::Stored { id: 1 })));
+        assert!(matches!(
+            real.receive(1, deadline),
+            Ok(Response::Stored { id: 1 })
+        ));
         // Nothing of the forged frames reached the log: their two batches
         // are open still (settled here with nothing), and only the real one
         // has its piece.
