@@ -25,6 +25,8 @@ pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+#[cfg(feature = "scaleout")]
+pub mod scaleout;
 pub mod store;
 pub mod tenants;
 pub mod wal;
