@@ -1,0 +1,385 @@
+//! A throwaway Redis Cluster for the scaleout tests: 3 masters and 3 replicas
+//! on free loopback ports, in a temporary directory, killed on drop.
+#![allow(dead_code)]
+
+use redis::{Connection, FromRedisValue};
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Longest a test waits for the cluster to form, fail over or heal.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// `cluster-node-timeout`: a master silent this long is suspected failed. Low
+/// so that failover tests are quick; 1 s still keeps a busy 2-core box from
+/// seeing failures that are not there.
+pub const NODE_TIMEOUT_MS: u64 = 1000;
+
+/// Pause between two looks at a condition that is being waited for.
+const POLL: Duration = Duration::from_millis(20);
+
+const MASTERS: usize = 3;
+const NODES: usize = 6;
+
+/// Times to try a node's start on fresh ports when another process took one.
+const PORT_ATTEMPTS: usize = 5;
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// The cluster shared by the tests that leave each other alone; dropped (and
+/// its servers stopped) when the last test holding it ends.
+static SHARED: Mutex<Weak<RedisCluster>> = Mutex::new(Weak::new());
+
+/// True when `redis-server` and `redis-cli` can run; else prints why.
+pub fn redis_installed() -> bool {
+    let runs = |program: &str| {
+        Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    let installed = runs("redis-server") && runs("redis-cli");
+    if !installed {
+        eprintln!("skipped: redis-server or redis-cli is not installed");
+    }
+    installed
+}
+
+/// Polls `condition` until it holds; panics with `what` after [`PATIENCE`].
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "gave up waiting: {what}");
+        thread::sleep(POLL);
+    }
+}
+
+struct Node {
+    port: u16,
+    bus_port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct RedisCluster {
+    dir: PathBuf,
+    nodes: Mutex<Vec<Node>>,
+}
+
+impl RedisCluster {
+    /// A cluster of its own, for a test that breaks it; None if Redis is not
+    /// installed.
+    pub fn start() -> Option<RedisCluster> {
+        if !redis_installed() {
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "dc-redis-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+        ));
+        let cluster = RedisCluster {
+            dir,
+            nodes: Mutex::new(Vec::new()),
+        };
+        for i in 0..NODES {
+            let node = cluster.spawn_on_free_ports(i);
+            cluster.lock().push(node);
+        }
+        cluster.create();
+        cluster.wait_until_healthy();
+        Some(cluster)
+    }
+
+    /// The cluster shared by tests that use their own IDs and tenants.
+    pub fn shared() -> Option<Arc<RedisCluster>> {
+        let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(cluster) = shared.upgrade() {
+            return Some(cluster);
+        }
+        let cluster = Arc::new(RedisCluster::start()?);
+        *shared = Arc::downgrade(&cluster);
+        Some(cluster)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Node>> {
+        self.nodes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn ports(&self) -> Vec<u16> {
+        self.lock().iter().map(|n| n.port).collect()
+    }
+
+    /// Every node's `host:port`, as seeds for a store.
+    pub fn seeds(&self) -> Vec<String> {
+        self.ports()
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect()
+    }
+
+    fn alive_ports(&self) -> Vec<u16> {
+        self.lock()
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.port)
+            .collect()
+    }
+
+    pub fn connection(&self, port: u16) -> Result<Connection, redis::RedisError> {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+        let conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(conn)
+    }
+
+    /// Runs one command on one node; panics with the node and error.
+    pub fn query<T: FromRedisValue>(&self, port: u16, args: &[&str]) -> T {
+        self.try_query(port, args)
+            .unwrap_or_else(|e| panic!("{args:?} on port {port}: {e}"))
+    }
+
+    pub fn try_query<T: FromRedisValue>(
+        &self,
+        port: u16,
+        args: &[&str],
+    ) -> Result<T, redis::RedisError> {
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query(&mut self.connection(port)?)
+    }
+
+    /// Runs one command on the master that serves `key`.
+    pub fn query_key<T: FromRedisValue>(&self, key: &str, args: &[&str]) -> T {
+        self.query(self.master_port_for(key), args)
+    }
+
+    /// The port of the master serving `key`'s slot, as a live node sees it.
+    pub fn master_port_for(&self, key: &str) -> u16 {
+        let port = self.alive_ports()[0];
+        let slot: i64 = self.query(port, &["CLUSTER", "KEYSLOT", key]);
+        let nodes: String = self.query(port, &["CLUSTER", "NODES"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let serves = fields.iter().skip(8).any(|range| {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                lo.parse::<i64>().is_ok_and(|lo| lo <= slot)
+                    && hi.parse::<i64>().is_ok_and(|hi| slot <= hi)
+            });
+            if serves && fields[2].contains("master") {
+                let addr = fields[1].split('@').next().unwrap_or_default();
+                let port = addr.rsplit(':').next().unwrap_or_default();
+                return port.parse().expect("port in CLUSTER NODES");
+            }
+        }
+        panic!("no master serves slot {slot}:\n{nodes}");
+    }
+
+    /// `kill -9` of one node.
+    pub fn kill(&self, port: u16) {
+        let mut nodes = self.lock();
+        let node = nodes.iter_mut().find(|n| n.port == port).expect("a node");
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed node again on its ports, with its cluster config: it
+    /// rejoins (as a replica, if its master failed over) and resyncs.
+    pub fn restart(&self, port: u16) {
+        let (bus_port, dir) = {
+            let nodes = self.lock();
+            let node = nodes.iter().find(|n| n.port == port).expect("a node");
+            assert!(node.child.is_none(), "node {port} is running");
+            (node.bus_port, node.dir.clone())
+        };
+        let child = start_server(port, bus_port, &dir)
+            .unwrap_or_else(|log| panic!("node {port} did not restart:\n{log}"));
+        let mut nodes = self.lock();
+        let node = nodes.iter_mut().find(|n| n.port == port).expect("a node");
+        // Dropped with the cluster, which kills and waits for it.
+        node.child = Some(child);
+    }
+
+    /// Waits until a node other than `dead` serves every slot `dead` served,
+    /// and the live nodes see the cluster as ok.
+    pub fn wait_for_failover(&self, dead: u16, key: &str) {
+        wait_until(&format!("failover away from {dead}"), || {
+            self.master_port_for(key) != dead && self.all_report("cluster_state:ok")
+        });
+    }
+
+    /// Waits until every live node reports the cluster ok, every replica's
+    /// link to its master is up, and every live node's view has 3 masters,
+    /// 3 replicas and no failure flag (roles spread by gossip: a node can
+    /// see a replica as a master for a while after it became one).
+    pub fn wait_until_healthy(&self) {
+        wait_until("a healthy cluster", || {
+            self.all_report("cluster_state:ok") && self.replicas_linked() && self.views_agree()
+        });
+    }
+
+    fn all_report(&self, line: &str) -> bool {
+        self.alive_ports().iter().all(|&port| {
+            self.try_query::<String>(port, &["CLUSTER", "INFO"])
+                .is_ok_and(|info| info.contains(line))
+        })
+    }
+
+    fn replicas_linked(&self) -> bool {
+        let mut replicas = 0;
+        for port in self.alive_ports() {
+            let Ok(info) = self.try_query::<String>(port, &["INFO", "replication"]) else {
+                return false;
+            };
+            if info.contains("role:slave") {
+                replicas += 1;
+                if !info.contains("master_link_status:up") {
+                    return false;
+                }
+            }
+        }
+        replicas == self.alive_ports().len() - MASTERS
+    }
+
+    fn views_agree(&self) -> bool {
+        self.alive_ports().iter().all(|&port| {
+            let Ok(view) = self.try_query::<String>(port, &["CLUSTER", "NODES"]) else {
+                return false;
+            };
+            let flags: Vec<&str> = view
+                .lines()
+                .filter_map(|line| line.split_whitespace().nth(2))
+                .collect();
+            let with = |role: &str| flags.iter().filter(|f| f.contains(role)).count();
+            !view.contains("fail") && with("master") == MASTERS && with("slave") == NODES - MASTERS
+        })
+    }
+
+    fn spawn_on_free_ports(&self, index: usize) -> Node {
+        let dir = self.dir.join(format!("node{index}"));
+        std::fs::create_dir_all(&dir).expect("node dir");
+        let mut log = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let (port, bus_port) = free_port_pair();
+            match start_server(port, bus_port, &dir) {
+                Ok(child) => {
+                    return Node {
+                        port,
+                        bus_port,
+                        dir,
+                        child: Some(child),
+                    };
+                }
+                Err(why) => log = why,
+            }
+        }
+        panic!("redis-server did not start in {PORT_ATTEMPTS} attempts:\n{log}");
+    }
+
+    /// `redis-cli --cluster create`: the first three nodes become masters.
+    fn create(&self) {
+        let mut command = Command::new("redis-cli");
+        command.arg("--cluster").arg("create");
+        command.args(self.seeds());
+        command.args(["--cluster-replicas", "1", "--cluster-yes"]);
+        let out = command
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in self.lock().iter_mut() {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Two ports free right now (the node's and its cluster bus's). Another
+/// process may take one before the server binds it: the caller retries.
+fn free_port_pair() -> (u16, u16) {
+    let bind = || TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let (a, b) = (bind(), bind());
+    let port = |l: &TcpListener| l.local_addr().expect("bound").port();
+    (port(&a), port(&b))
+}
+
+/// Starts `redis-server` and waits until it answers as itself (not another
+/// process that took the port); Err with its log if it exits first.
+fn start_server(port: u16, bus_port: u16, dir: &std::path::Path) -> Result<Child, String> {
+    let mut child = Command::new("redis-server")
+        .args(["--port", &port.to_string()])
+        .args(["--cluster-port", &bus_port.to_string()])
+        .args(["--bind", "127.0.0.1", "--daemonize", "no"])
+        .args(["--cluster-enabled", "yes"])
+        .args(["--cluster-config-file", "nodes.conf"])
+        .args(["--cluster-node-timeout", &NODE_TIMEOUT_MS.to_string()])
+        .args(["--appendonly", "no", "--save", ""])
+        .args(["--repl-diskless-sync-delay", "0"])
+        .args(["--logfile", "redis.log"])
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run redis-server: {e}"))?;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited with {status}:\n{}", log_tail(dir)));
+        }
+        if answers_as(port, child.id()) {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(format!("no answer on {port}:\n{}", log_tail(dir)));
+        }
+        thread::sleep(POLL);
+    }
+}
+
+fn answers_as(port: u16, pid: u32) -> bool {
+    let info = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+        .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c));
+    info.is_ok_and(|info| info.contains(&format!("process_id:{pid}\r")))
+}
+
+fn log_tail(dir: &std::path::Path) -> String {
+    let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
+    let mut tail = String::new();
+    for line in log
+        .lines()
+        .rev()
+        .take(20)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        let _ = writeln!(tail, "{line}");
+    }
+    tail
+}
