@@ -8,7 +8,8 @@
 mod redis_cluster;
 
 use distributed_counter::scaleout::{
-    APPLY_FUNCTION, COUNTER_KEY, PARTITIONS, RedisOptions, RedisStore, ScaleoutError, VERSION_LIMIT,
+    APPLY_FUNCTION, COUNTER_KEY, PARTITIONS, REQUEST_TIMEOUT, RedisOptions, RedisStore,
+    ScaleoutError, VERSION_LIMIT,
 };
 use redis_cluster::{RedisCluster, wait_until};
 use std::collections::HashMap;
@@ -556,6 +557,34 @@ fn a_killed_master_loses_no_acknowledged_write() {
     }
     let held: u64 = restarted.nodes().iter().filter_map(|n| n.items).sum();
     assert_eq!(held, model.len() as u64, "every ID written is stored once");
+}
+
+#[test]
+fn a_stalled_master_fails_writes_in_bounded_time() {
+    let cluster = own_cluster!();
+    let store = connect(&cluster);
+    write(&store, &[(9_000_000, "stall-a")]);
+    let victim = cluster.master_port_for(COUNTER_KEY);
+    cluster.signal(victim, "-STOP");
+    let started = Instant::now();
+    let result = store.write(&[(9_000_001, "stall-a")]);
+    let waited = started.elapsed();
+    if let Err(e) = &result {
+        eprintln!("write with a stopped master, after {waited:?}: {e}");
+    }
+    cluster.signal(victim, "-CONT");
+    assert!(
+        result.is_err(),
+        "a write acknowledged while its master was stopped"
+    );
+    assert!(
+        waited < REQUEST_TIMEOUT + Duration::from_secs(1),
+        "waited {waited:?}"
+    );
+    // Back (perhaps failed over meanwhile): writes work again.
+    cluster.wait_until_healthy();
+    write(&store, &[(9_000_002, "stall-a")]);
+    assert_eq!(count(&store, "stall-a"), 2);
 }
 
 /// Measures throughput for docs/scaleout.md; run with

@@ -56,9 +56,9 @@ impl ScaleoutError {
     }
 
     /// Worth trying again after a fresh look at the topology: connections
-    /// that broke, slots that moved, a cluster in the middle of a failover.
-    /// Not a missing replica (`NotReplicated`): trying again would wait
-    /// another WAIT timeout for a replica that is not there.
+    /// that broke or were refused, slots that moved, a cluster in the middle
+    /// of a failover. Not a timeout, nor a missing replica (`NotReplicated`):
+    /// trying again would most likely wait as long again.
     pub(crate) fn is_transient(&self) -> bool {
         match self {
             ScaleoutError::Redis { source, .. } => is_transient(source),
@@ -76,6 +76,11 @@ impl ScaleoutError {
 fn is_transient(error: &RedisError) -> bool {
     if functions::is_missing(error) {
         return true;
+    }
+    // A node that did not answer in time is stalled or gone: another attempt
+    // would most likely wait as long again, and the caller has waited enough.
+    if error.is_timeout() {
+        return false;
     }
     match error.kind() {
         ErrorKind::Io | ErrorKind::ClusterConnectionNotFound | ErrorKind::Parse => true,
@@ -97,6 +102,15 @@ impl fmt::Display for ScaleoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ScaleoutError::Config(why) => write!(f, "redis store configuration: {why}"),
+            ScaleoutError::Redis {
+                node,
+                action,
+                source,
+            } if source.is_timeout() => write!(
+                f,
+                "redis node {node}: {action} timed out ({source}); the node is stalled, \
+                 overloaded or unreachable"
+            ),
             ScaleoutError::Redis {
                 node,
                 action,

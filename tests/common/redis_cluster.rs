@@ -192,6 +192,19 @@ impl RedisCluster {
         }
     }
 
+    /// Stops (SIGSTOP) or resumes (SIGCONT) one node: a stalled server, whose
+    /// connections stay open but which answers nothing.
+    pub fn signal(&self, port: u16, signal: &str) {
+        let nodes = self.lock();
+        let node = nodes.iter().find(|n| n.port == port).expect("a node");
+        let pid = node.child.as_ref().expect("a running node").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Starts a killed node again on its ports, with its cluster config: it
     /// rejoins (as a replica, if its master failed over) and resyncs.
     pub fn restart(&self, port: u16) {
