@@ -57,7 +57,9 @@ pub struct RedisNodeStatus {
     /// Masters: IDs held in the partitions they serve (None if the master did
     /// not answer). Replicas: None.
     pub items: Option<u64>,
-    /// Items of acknowledged batches this instance wrote to the node as master.
+    /// Items this instance wrote to the node as master and the node confirmed
+    /// (a replica had them): acknowledged requests, counted even when another
+    /// master failed the same batch.
     pub received: u64,
 }
 
