@@ -1,14 +1,17 @@
 //! A throwaway Redis Cluster for the scaleout tests: 3 masters and 3 replicas
-//! on free loopback ports, in a temporary directory, killed on drop.
+//! on free loopback ports, each node in its own temporary directory. Every
+//! server runs under a guard that kills it when the test process lets go of
+//! it, or dies, however it dies: no server outlives the tests.
 #![allow(dead_code)]
 
 use redis::{Connection, FromRedisValue};
 use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,11 +32,25 @@ const NODES: usize = 6;
 /// Times to try a node's start on fresh ports when another process took one.
 const PORT_ATTEMPTS: usize = 5;
 
+/// Runs `redis-server` (arguments after the node's directory) in the
+/// background, prints its pid, and waits for its own stdin to close: then it
+/// kills the server and removes the directory, unless the line it read was
+/// `keep` (a node killed to be restarted). The test process holds the other
+/// end of that stdin, so the server goes when the process goes.
+const GUARD: &str = r#"dir=$1; shift
+redis-server "$@" >/dev/null 2>&1 &
+pid=$!
+echo "$pid"
+read what
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+[ "$what" = keep ] || rm -rf "$dir""#;
+
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
-/// The cluster shared by the tests that leave each other alone; dropped (and
-/// its servers stopped) when the last test holding it ends.
-static SHARED: Mutex<Weak<RedisCluster>> = Mutex::new(Weak::new());
+/// The cluster shared by the tests that leave each other alone. It lives as
+/// long as the test process; its guards stop it when the process exits.
+static SHARED: OnceLock<Option<RedisCluster>> = OnceLock::new();
 
 /// True when `redis-server` and `redis-cli` can run; else prints why.
 pub fn redis_installed() -> bool {
@@ -59,15 +76,73 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// A running `redis-server` under its guard.
+struct Server {
+    guard: Child,
+    stdin: Option<ChildStdin>,
+    pid: u32,
+}
+
+impl Server {
+    /// Starts a server and waits until it answers as itself (not another
+    /// process that took the port); Err with its log if it exits first.
+    fn start(port: u16, bus_port: u16, dir: &Path) -> Result<Server, String> {
+        let mut guard = Command::new("sh")
+            .args(["-c", GUARD, "sh"])
+            .arg(dir)
+            .args(server_args(port, bus_port))
+            .arg("--dir")
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run sh: {e}"))?;
+        let stdin = guard.stdin.take();
+        let mut line = String::new();
+        if let Some(out) = guard.stdout.take() {
+            let _ = BufReader::new(out).read_line(&mut line);
+        }
+        let pid = line.trim().parse().unwrap_or(0);
+        let mut server = Server { guard, stdin, pid };
+        let deadline = Instant::now() + PATIENCE;
+        while !answers_as(port, pid) {
+            if !running(pid) || Instant::now() > deadline {
+                server.stop(true);
+                return Err(format!("no answer on {port}:\n{}", log_tail(dir)));
+            }
+            thread::sleep(POLL);
+        }
+        Ok(server)
+    }
+
+    /// Has the guard kill the server (and remove its directory unless
+    /// `keep`), and waits until it is gone.
+    fn stop(&mut self, keep: bool) {
+        // Dropping stdin closes it: the guard's `read` returns.
+        if let Some(mut stdin) = self.stdin.take()
+            && keep
+        {
+            let _ = stdin.write_all(b"keep\n");
+        }
+        let _ = self.guard.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop(false);
+    }
+}
+
 struct Node {
     port: u16,
     bus_port: u16,
     dir: PathBuf,
-    child: Option<Child>,
+    server: Option<Server>,
 }
 
 pub struct RedisCluster {
-    dir: PathBuf,
     nodes: Mutex<Vec<Node>>,
 }
 
@@ -78,17 +153,11 @@ impl RedisCluster {
         if !redis_installed() {
             return None;
         }
-        let dir = std::env::temp_dir().join(format!(
-            "dc-redis-{}-{}",
-            std::process::id(),
-            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
-        ));
         let cluster = RedisCluster {
-            dir,
             nodes: Mutex::new(Vec::new()),
         };
-        for i in 0..NODES {
-            let node = cluster.spawn_on_free_ports(i);
+        for _ in 0..NODES {
+            let node = spawn_on_free_ports();
             cluster.lock().push(node);
         }
         cluster.create();
@@ -97,14 +166,8 @@ impl RedisCluster {
     }
 
     /// The cluster shared by tests that use their own IDs and tenants.
-    pub fn shared() -> Option<Arc<RedisCluster>> {
-        let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(cluster) = shared.upgrade() {
-            return Some(cluster);
-        }
-        let cluster = Arc::new(RedisCluster::start()?);
-        *shared = Arc::downgrade(&cluster);
-        Some(cluster)
+    pub fn shared() -> Option<&'static RedisCluster> {
+        SHARED.get_or_init(RedisCluster::start).as_ref()
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Node>> {
@@ -126,7 +189,7 @@ impl RedisCluster {
     fn alive_ports(&self) -> Vec<u16> {
         self.lock()
             .iter()
-            .filter(|n| n.child.is_some())
+            .filter(|n| n.server.is_some())
             .map(|n| n.port)
             .collect()
     }
@@ -182,13 +245,12 @@ impl RedisCluster {
         panic!("no master serves slot {slot}:\n{nodes}");
     }
 
-    /// `kill -9` of one node.
+    /// `kill -9` of one node; its directory stays for a restart.
     pub fn kill(&self, port: u16) {
         let mut nodes = self.lock();
         let node = nodes.iter_mut().find(|n| n.port == port).expect("a node");
-        if let Some(mut child) = node.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut server) = node.server.take() {
+            server.stop(true);
         }
     }
 
@@ -197,7 +259,7 @@ impl RedisCluster {
     pub fn signal(&self, port: u16, signal: &str) {
         let nodes = self.lock();
         let node = nodes.iter().find(|n| n.port == port).expect("a node");
-        let pid = node.child.as_ref().expect("a running node").id();
+        let pid = node.server.as_ref().expect("a running node").pid;
         let status = Command::new("kill")
             .args([signal, &pid.to_string()])
             .status()
@@ -208,18 +270,12 @@ impl RedisCluster {
     /// Starts a killed node again on its ports, with its cluster config: it
     /// rejoins (as a replica, if its master failed over) and resyncs.
     pub fn restart(&self, port: u16) {
-        let (bus_port, dir) = {
-            let nodes = self.lock();
-            let node = nodes.iter().find(|n| n.port == port).expect("a node");
-            assert!(node.child.is_none(), "node {port} is running");
-            (node.bus_port, node.dir.clone())
-        };
-        let child = start_server(port, bus_port, &dir)
-            .unwrap_or_else(|log| panic!("node {port} did not restart:\n{log}"));
         let mut nodes = self.lock();
         let node = nodes.iter_mut().find(|n| n.port == port).expect("a node");
-        // Dropped with the cluster, which kills and waits for it.
-        node.child = Some(child);
+        assert!(node.server.is_none(), "node {port} is running");
+        let server = Server::start(port, node.bus_port, &node.dir)
+            .unwrap_or_else(|log| panic!("node {port} did not restart:\n{log}"));
+        node.server = Some(server);
     }
 
     /// Waits until a node other than `dead` serves every slot `dead` served,
@@ -277,27 +333,6 @@ impl RedisCluster {
         })
     }
 
-    fn spawn_on_free_ports(&self, index: usize) -> Node {
-        let dir = self.dir.join(format!("node{index}"));
-        std::fs::create_dir_all(&dir).expect("node dir");
-        let mut log = String::new();
-        for _ in 0..PORT_ATTEMPTS {
-            let (port, bus_port) = free_port_pair();
-            match start_server(port, bus_port, &dir) {
-                Ok(child) => {
-                    return Node {
-                        port,
-                        bus_port,
-                        dir,
-                        child: Some(child),
-                    };
-                }
-                Err(why) => log = why,
-            }
-        }
-        panic!("redis-server did not start in {PORT_ATTEMPTS} attempts:\n{log}");
-    }
-
     /// `redis-cli --cluster create`: the first three nodes become masters.
     fn create(&self) {
         let mut command = Command::new("redis-cli");
@@ -317,16 +352,30 @@ impl RedisCluster {
     }
 }
 
-impl Drop for RedisCluster {
-    fn drop(&mut self) {
-        for node in self.lock().iter_mut() {
-            if let Some(mut child) = node.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
+fn spawn_on_free_ports() -> Node {
+    let dir = std::env::temp_dir().join(format!(
+        "dc-redis-{}-{}",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("node dir");
+    let mut log = String::new();
+    for _ in 0..PORT_ATTEMPTS {
+        let (port, bus_port) = free_port_pair();
+        match Server::start(port, bus_port, &dir) {
+            Ok(server) => {
+                return Node {
+                    port,
+                    bus_port,
+                    dir,
+                    server: Some(server),
+                };
             }
+            Err(why) => log = why,
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+    panic!("redis-server did not start in {PORT_ATTEMPTS} attempts:\n{log}");
 }
 
 /// Two ports free right now (the node's and its cluster bus's). Another
@@ -338,40 +387,33 @@ fn free_port_pair() -> (u16, u16) {
     (port(&a), port(&b))
 }
 
-/// Starts `redis-server` and waits until it answers as itself (not another
-/// process that took the port); Err with its log if it exits first.
-fn start_server(port: u16, bus_port: u16, dir: &std::path::Path) -> Result<Child, String> {
-    let mut child = Command::new("redis-server")
-        .args(["--port", &port.to_string()])
-        .args(["--cluster-port", &bus_port.to_string()])
-        .args(["--bind", "127.0.0.1", "--daemonize", "no"])
-        .args(["--cluster-enabled", "yes"])
-        .args(["--cluster-config-file", "nodes.conf"])
-        .args(["--cluster-node-timeout", &NODE_TIMEOUT_MS.to_string()])
-        .args(["--appendonly", "no", "--save", ""])
-        .args(["--repl-diskless-sync-delay", "0"])
-        .args(["--logfile", "redis.log"])
-        .arg("--dir")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run redis-server: {e}"))?;
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("exited with {status}:\n{}", log_tail(dir)));
-        }
-        if answers_as(port, child.id()) {
-            return Ok(child);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return Err(format!("no answer on {port}:\n{}", log_tail(dir)));
-        }
-        thread::sleep(POLL);
-    }
+fn server_args(port: u16, bus_port: u16) -> Vec<String> {
+    let node_timeout = NODE_TIMEOUT_MS.to_string();
+    let args = [
+        ["--port", &port.to_string()],
+        ["--cluster-port", &bus_port.to_string()],
+        ["--bind", "127.0.0.1"],
+        ["--daemonize", "no"],
+        ["--cluster-enabled", "yes"],
+        ["--cluster-config-file", "nodes.conf"],
+        ["--cluster-node-timeout", &node_timeout],
+        ["--appendonly", "no"],
+        ["--save", ""],
+        ["--repl-diskless-sync-delay", "0"],
+        ["--logfile", "redis.log"],
+    ];
+    args.iter().flatten().map(|s| s.to_string()).collect()
+}
+
+/// False once the process is gone or a zombie (exited, not yet reaped by its
+/// guard).
+fn running(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.trim().chars().next());
+    state.is_some_and(|state| state != 'Z' && state != 'X')
 }
 
 fn answers_as(port: u16, pid: u32) -> bool {
@@ -381,7 +423,7 @@ fn answers_as(port: u16, pid: u32) -> bool {
     info.is_ok_and(|info| info.contains(&format!("process_id:{pid}\r")))
 }
 
-fn log_tail(dir: &std::path::Path) -> String {
+fn log_tail(dir: &Path) -> String {
     let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
     let mut tail = String::new();
     for line in log
