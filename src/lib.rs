@@ -21,6 +21,7 @@
 //!   tenants      tenant names interned to u32, forgotten when unused
 //!   version      versions and the order they give
 //!   wal/         durable mode: write-ahead log, group commit, snapshots
+//!   scaleout/    (feature `scaleout`) the same API over a Redis Cluster
 //!   metrics      Prometheus text for /metrics
 //!   log          stderr lines that never fail the caller
 //!   rlimit       raises the open-files limit to what --max-connections needs
@@ -39,6 +40,8 @@ pub mod node;
 pub mod protocol;
 pub mod replication;
 pub mod rlimit;
+#[cfg(feature = "scaleout")]
+pub mod scaleout;
 pub mod service;
 pub mod store;
 pub mod tenants;
