@@ -1,6 +1,7 @@
 # distributed-counter — see README.md.
 #   make run    build (release) and start on 127.0.0.1:8085
-#   make test   format check, clippy, and every test
+#   make test   format check, clippy, and every test (scale-out tests when
+#               redis-server is installed, browser tests when chromium is)
 #   make lint   format check and clippy only
 #   make bench  release benchmark; prints a table (see README "Performance")
 
@@ -16,14 +17,20 @@ build:
 	$(CARGO) build --release
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features scaleout -- -D warnings
 
 test: lint
-	$(CARGO) test --all-targets
+	$(CARGO) test --workspace --all-targets
+	@if command -v redis-server >/dev/null; then \
+		$(CARGO) test --features scaleout --test scaleout --test scaleout_http; \
+	else \
+		echo "redis-server is not installed: the scale-out tests are skipped (see README)"; \
+	fi
 
 fmt:
-	$(CARGO) fmt
+	$(CARGO) fmt --all
 
 bench:
 	$(CARGO) build --release --bins

@@ -43,6 +43,20 @@ impl Default for ClientLimits {
     }
 }
 
+/// Where items are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// In-process node threads (the default).
+    Memory,
+    /// A Redis Cluster reached through these `host:port` seeds, with an
+    /// optional ACL user and password (scale-out; feature `scaleout`).
+    RedisCluster {
+        seeds: Vec<String>,
+        username: Option<String>,
+        password: Option<String>,
+    },
+}
+
 /// Everything the service needs to start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -56,6 +70,10 @@ pub struct Config {
     /// When the log is synced to disk (with `--data-dir`).
     pub fsync: FsyncPolicy,
     pub clients: ClientLimits,
+    pub store: StoreChoice,
+    /// Scale-out: the key IDs are spread over partitions with (the same in
+    /// every instance of a deployment).
+    pub partition_key: Option<String>,
     /// Lines to log at start: settings that parse but make no sense together.
     pub warnings: Vec<String>,
 }
@@ -71,6 +89,8 @@ impl Default for Config {
             data_dir: None,
             fsync: FsyncPolicy::Always,
             clients: ClientLimits::default(),
+            store: StoreChoice::Memory,
+            partition_key: None,
             warnings: Vec::new(),
         }
     }
@@ -92,6 +112,13 @@ usage: distributed-counter [--listen ADDR] [--nodes N] [--node-port PORT]
   --fsync always|never    with --data-dir: sync the log before answering a POST (always,
                           the default: survives power loss) or leave it to the OS (never:
                           survives a crash of the process, not of the machine)
+  --store STORE           memory (the default: in-process nodes), or
+                          redis-cluster://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...] to keep
+                          the items in a Redis Cluster shared by many instances (needs a
+                          build with --features scaleout; README \"When one box is not
+                          enough\"); --nodes, --data-dir and --fault-injection do not apply
+  --partition-key KEY     with redis-cluster://: the key that spreads IDs over partitions,
+                          the same for every instance of a deployment
 
 client limits (README \"Connections\"):
   --max-connections N           open client connections (default 4096); at the limit
@@ -113,7 +140,7 @@ Each flag can also be set with an environment variable: DC_LISTEN, DC_NODES,
 DC_NODE_PORT, DC_MAX_BODY_BYTES, DC_FAULT_INJECTION, DC_DATA_DIR, DC_FSYNC,
 DC_MAX_CONNECTIONS, DC_MAX_CONNECTIONS_PER_IP, DC_HEADER_TIMEOUT,
 DC_BODY_TIMEOUT, DC_MIN_BODY_RATE, DC_IDLE_TIMEOUT, DC_WRITE_TIMEOUT,
-DC_MAX_BODY_BYTES_IN_FLIGHT. A yes/no variable (DC_FAULT_INJECTION) takes
+DC_MAX_BODY_BYTES_IN_FLIGHT, DC_STORE, DC_PARTITION_KEY. A yes/no variable (DC_FAULT_INJECTION) takes
 1/true/yes/on or 0/false/no/off, in any case.
 A flag on the command line wins over its variable (which is then not read).
 ";
@@ -121,7 +148,7 @@ A flag on the command line wins over its variable (which is then not read).
 /// What the command line asked for.
 #[derive(Debug, PartialEq)]
 pub enum Command {
-    Run(Config),
+    Run(Box<Config>),
     Help,
 }
 
@@ -135,6 +162,11 @@ pub enum ConfigError {
         value: String,
         expected: &'static str,
     },
+    /// A flag that does not apply with the chosen store.
+    DoesNotApply {
+        flag: &'static str,
+        store: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -147,6 +179,9 @@ impl fmt::Display for ConfigError {
                 value,
                 expected,
             } => write!(f, "bad value {value:?} for {flag}: expected {expected}"),
+            ConfigError::DoesNotApply { flag, store } => {
+                write!(f, "{flag} does not apply with --store {store}")
+            }
         }
     }
 }
@@ -154,7 +189,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// The flags that take a value, with their environment variables.
-const VALUE_FLAGS: [(&str, &str); 15] = [
+const VALUE_FLAGS: [(&str, &str); 16] = [
     ("--listen", "DC_LISTEN"),
     ("--nodes", "DC_NODES"),
     ("--node-port", "DC_NODE_PORT"),
@@ -170,6 +205,7 @@ const VALUE_FLAGS: [(&str, &str); 15] = [
     ("--write-timeout", "DC_WRITE_TIMEOUT"),
     ("--max-body-bytes-in-flight", "DC_MAX_BODY_BYTES_IN_FLIGHT"),
     ("--store", "DC_STORE"),
+    ("--partition-key", "DC_PARTITION_KEY"),
 ];
 
 /// The yes/no flag and its variable.
@@ -224,13 +260,16 @@ where
             None => false,
         },
     };
+    if config.store != StoreChoice::Memory {
+        refuse_with_redis(&given, fault_injection, &config, &env)?;
+    }
     let fsync_set = given.iter().any(|(flag, _)| *flag == "--fsync") || env("DC_FSYNC").is_some();
     if fsync_set && config.data_dir.is_none() {
         config
             .warnings
             .push("warning: --fsync has no effect without --data-dir (memory only)".to_string());
     }
-    Ok(Command::Run(config))
+    Ok(Command::Run(Box::new(config)))
 }
 
 /// Applies one value; `name` is the flag or variable it came from.
@@ -288,8 +327,9 @@ fn apply_value(config: &mut Config, name: &'static str, value: String) -> Result
         "--max-body-bytes-in-flight" => {
             clients.max_body_bytes_in_flight = positive(&value).ok_or_else(|| bad(BYTES))?
         }
-        "--store" if value == "memory" => {}
-        "--store" => return Err(bad(STORE)),
+        "--store" => config.store = parse_store(&value).map_err(bad)?,
+        "--partition-key" if value.is_empty() => return Err(bad("a non-empty key")),
+        "--partition-key" => config.partition_key = Some(value.clone()),
         _ => return Err(ConfigError::UnknownFlag(name.to_string())),
     }
     Ok(())
@@ -299,7 +339,78 @@ const LISTEN: &str = "HOST:PORT, e.g. 127.0.0.1:8085 or localhost:8085";
 const BYTES: &str = "a positive number of bytes";
 const COUNT: &str = "a positive whole number";
 const DURATION: &str = "a positive duration such as 500ms, 10s or 2m";
-const STORE: &str = "memory (redis-cluster://... needs a build with the scaleout feature)";
+
+/// Refuses the flags (or variables) that mean nothing with a Redis Cluster:
+/// there are no node threads, no data dir and no faults to inject.
+fn refuse_with_redis<E>(
+    given: &[(&'static str, String)],
+    fault_injection: Option<bool>,
+    config: &Config,
+    env: &E,
+) -> Result<(), ConfigError>
+where
+    E: Fn(&str) -> Option<String>,
+{
+    let refuse = |flag| ConfigError::DoesNotApply {
+        flag,
+        store: "redis-cluster://",
+    };
+    for (flag, var) in [("--nodes", "DC_NODES"), ("--data-dir", "DC_DATA_DIR")] {
+        if given.iter().any(|(name, _)| *name == flag) {
+            return Err(refuse(flag));
+        }
+        if env(var).is_some() {
+            return Err(refuse(var));
+        }
+    }
+    match (fault_injection, config.fault_injection) {
+        (Some(true), _) => Err(refuse(FAULT_INJECTION.0)),
+        (None, true) => Err(refuse(FAULT_INJECTION.1)),
+        _ => Ok(()),
+    }
+}
+
+/// `memory`, or `redis-cluster://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]`
+/// (only in a build with the `scaleout` feature).
+fn parse_store(value: &str) -> Result<StoreChoice, &'static str> {
+    if value == "memory" {
+        return Ok(StoreChoice::Memory);
+    }
+    let Some(rest) = value.strip_prefix("redis-cluster://") else {
+        return Err("memory or redis-cluster://HOST:PORT[,HOST:PORT...]");
+    };
+    if !cfg!(feature = "scaleout") {
+        return Err(
+            "memory: redis-cluster:// needs a build with the scaleout feature \
+             (cargo build --release --features scaleout)",
+        );
+    }
+    let (credentials, hosts) = match rest.rsplit_once('@') {
+        Some((credentials, hosts)) => (Some(credentials), hosts),
+        None => (None, rest),
+    };
+    let seeds: Vec<String> = hosts.split(',').map(str::to_string).collect();
+    let valid = |seed: &String| {
+        seed.rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    };
+    if seeds.is_empty() || !seeds.iter().all(valid) {
+        return Err("redis-cluster://HOST:PORT[,HOST:PORT...]");
+    }
+    let (username, password) = match credentials.map(|c| c.split_once(':')) {
+        None => (None, None),
+        Some(Some((user, password))) => (
+            (!user.is_empty()).then(|| user.to_string()),
+            Some(password.to_string()),
+        ),
+        Some(None) => (None, credentials.map(str::to_string)),
+    };
+    Ok(StoreChoice::RedisCluster {
+        seeds,
+        username,
+        password,
+    })
+}
 
 fn positive(value: &str) -> Option<usize> {
     value.parse().ok().filter(|n| *n > 0)
@@ -370,7 +481,7 @@ mod tests {
 
     fn run(list: &[&str], env: impl Fn(&str) -> Option<String>) -> Config {
         match parse(args(list), env) {
-            Ok(Command::Run(config)) => config,
+            Ok(Command::Run(config)) => *config,
             other => panic!("{list:?} must parse to a config, got {other:?}"),
         }
     }
@@ -431,6 +542,8 @@ mod tests {
                 write_timeout: Duration::from_secs(3),
                 max_body_bytes_in_flight: 1000,
             },
+            store: StoreChoice::Memory,
+            partition_key: None,
             warnings: Vec::new(),
         };
         assert_eq!(config, expected);
@@ -510,6 +623,42 @@ mod tests {
         let config = run(&["--fsync", "never"], no_env);
         assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
         assert!(config.warnings[0].contains("--data-dir"));
+    }
+
+    #[test]
+    fn the_store_is_memory_or_a_redis_cluster_that_the_build_supports() {
+        assert_eq!(
+            run(&["--store", "memory"], no_env).store,
+            StoreChoice::Memory
+        );
+        let redis = parse(args(&["--store", "redis-cluster://u:p@a:1,b:2"]), no_env);
+        if cfg!(feature = "scaleout") {
+            let Ok(Command::Run(config)) = redis else {
+                panic!("a scaleout build takes redis-cluster://");
+            };
+            assert_eq!(
+                config.store,
+                StoreChoice::RedisCluster {
+                    seeds: vec!["a:1".into(), "b:2".into()],
+                    username: Some("u".into()),
+                    password: Some("p".into()),
+                }
+            );
+            for flags in [
+                &["--nodes", "2"][..],
+                &["--data-dir", "/tmp/x"],
+                &["--fault-injection"],
+            ] {
+                let mut list = vec!["--store", "redis-cluster://a:1"];
+                list.extend_from_slice(flags);
+                let err = parse(args(&list), no_env).unwrap_err();
+                assert!(err.to_string().contains("does not apply"), "{err}");
+            }
+        } else {
+            let err = redis.unwrap_err().to_string();
+            assert!(err.contains("scaleout"), "{err}");
+        }
+        assert!(parse(args(&["--store", "redis-cluster://nope"]), no_env).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //!   service      starts the pieces below in order, stops them in reverse
 //!   http/        tiny_http workers, routes, JSON answers        (uses batch, metrics)
 //!   batch        validates a POST body, borrowing tenants
+//!   backend      the storage seam: the in-process cluster or a Redis Cluster
 //!   coordinator/ the one entry point of writes and reads: ordering, WAL, load
 //!                balancing, combining pieces per node, reads at a watermark
 //!   cluster/     membership (the roster), master election, fault injection,
@@ -27,6 +28,7 @@
 //!   rlimit       raises the open-files limit to what --max-connections needs
 //! ```
 
+pub mod backend;
 pub mod batch;
 pub mod cluster;
 pub mod codec;

@@ -1,7 +1,7 @@
 //! Counters for `GET /metrics`, written in the Prometheus text format by hand.
 
+use crate::backend::{Backend, NodeStatus};
 use crate::cluster::{MasterChanges, Role};
-use crate::coordinator::NodeStatus;
 use crate::wal::WalStats;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -38,8 +38,10 @@ impl Metrics {
             .fetch_add(items as u64, Ordering::Relaxed);
     }
 
-    pub fn render(&self, service: &ServiceState<'_>) -> String {
-        let nodes = &service.nodes;
+    /// The whole `/metrics` text: requests, connections, nodes, and what
+    /// the backend adds.
+    pub fn render(&self, http: Option<StatsSnapshot>, backend: &dyn Backend) -> String {
+        let nodes = backend.nodes();
         let mut out = String::new();
         out.push_str(
             "# HELP dc_http_requests_total HTTP requests answered, by route and status.\n",
@@ -92,25 +94,20 @@ impl Metrics {
         ];
         for (name, kind, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for node in nodes {
+            for node in &nodes {
                 let _ = writeln!(out, "{name}{{node=\"{}\"}} {}", node.id, value(node));
             }
         }
-        if let Some(http) = &service.http {
+        if let Some(http) = &http {
             render_connections(&mut out, http);
         }
-        render_cluster(&mut out, service);
-        if let Some(wal) = service.wal {
-            render_wal(&mut out, wal);
-        }
+        backend.render_metrics(&mut out);
         out
     }
 }
 
-/// What `/metrics` reports besides the request counters.
-pub struct ServiceState<'a> {
-    /// The HTTP server's connection counters.
-    pub http: Option<StatsSnapshot>,
+/// What the in-process cluster reports besides the node series.
+pub struct ClusterState<'a> {
     pub nodes: Vec<NodeStatus>,
     pub master_changes: MasterChanges,
     pub log_retained_bytes: usize,
@@ -208,7 +205,9 @@ fn render_connections(out: &mut String, http: &StatsSnapshot) {
     );
 }
 
-fn render_cluster(out: &mut String, service: &ServiceState<'_>) {
+/// The in-process cluster's series: master changes, the replication log,
+/// tenants, and the WAL in durable mode.
+pub fn render_cluster(out: &mut String, service: &ClusterState<'_>) {
     let last_change = service
         .master_changes
         .last
@@ -245,6 +244,9 @@ fn render_cluster(out: &mut String, service: &ServiceState<'_>) {
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
+    }
+    if let Some(wal) = service.wal {
+        render_wal(out, wal);
     }
 }
 

@@ -1,8 +1,9 @@
 //! The running service: wires the data dir, the nodes, the coordinator and
 //! the HTTP API together, and stops them in order.
 
+use crate::backend::Backend;
 use crate::cluster::{Cluster, Role};
-use crate::config::Config;
+use crate::config::{Config, StoreChoice};
 use crate::coordinator::Coordinator;
 use crate::http::{Api, HttpServer};
 use crate::metrics::Metrics;
@@ -24,6 +25,8 @@ pub enum StartError {
     Disk(WalError),
     Http(io::Error),
     Signals(io::Error),
+    /// The external store (scale-out) cannot be used.
+    Store(String),
 }
 
 impl fmt::Display for StartError {
@@ -34,6 +37,7 @@ impl fmt::Display for StartError {
             StartError::Disk(e) => write!(f, "cannot use the data dir: {e}"),
             StartError::Http(e) => write!(f, "cannot start the HTTP server: {e}"),
             StartError::Signals(e) => write!(f, "cannot handle signals: {e}"),
+            StartError::Store(why) => write!(f, "cannot use the store: {why}"),
         }
     }
 }
@@ -44,48 +48,39 @@ impl std::error::Error for StartError {
             StartError::Listen(_, e) | StartError::Http(e) | StartError::Signals(e) => Some(e),
             StartError::Nodes(e) => Some(e),
             StartError::Disk(e) => Some(e),
+            StartError::Store(_) => None,
         }
     }
 }
 
-/// A running service: the HTTP API over the cluster of nodes.
+/// A running service: the HTTP API over its backend.
 pub struct Service {
     http: HttpServer,
-    cluster: Arc<Cluster>,
+    api: Arc<Api>,
+    /// The in-process cluster (none with a Redis Cluster backend).
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Service {
     pub fn start(config: &Config) -> Result<Service, StartError> {
         let listener =
             TcpListener::bind(config.listen).map_err(|e| StartError::Listen(config.listen, e))?;
-        let tenants = Arc::new(Tenants::new());
-        let (wal, initial) = match &config.data_dir {
-            Some(dir) => {
-                let (wal, recovered) =
-                    Wal::open(dir, config.fsync, &tenants).map_err(StartError::Disk)?;
-                (Some(wal), recovered)
+        let (backend, cluster) = match &config.store {
+            StoreChoice::Memory => {
+                let (coordinator, cluster) = start_cluster(config)?;
+                (Box::new(coordinator) as Box<dyn Backend>, Some(cluster))
             }
-            None => (None, Recovered::default()),
+            StoreChoice::RedisCluster { .. } => (connect_redis(config)?, None),
         };
-        let (log, detached) = ReplicationLog::new(initial.max_version, tenants.clone());
-        let cluster = Cluster::start(
-            config.nodes,
-            config.node_port,
-            Arc::new(log),
-            detached,
-            tenants,
-            initial.store,
-        )
-        .map_err(StartError::Nodes)?;
         let api = Arc::new(Api {
-            coordinator: Coordinator::new(cluster.clone(), wal),
+            backend,
             metrics: Metrics::default(),
             fault_injection: config.fault_injection,
             status_page: crate::http::status_page::StatusPage::new(config.fault_injection),
             http_stats: OnceLock::new(),
         });
-        let http = HttpServer::start(listener, api, config).map_err(StartError::Http)?;
-        Ok(Service { http, cluster })
+        let http = HttpServer::start(listener, api.clone(), config).map_err(StartError::Http)?;
+        Ok(Service { http, api, cluster })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -95,21 +90,81 @@ impl Service {
     /// The startup lines: the HTTP address, then one line per node.
     pub fn announce(&self) {
         crate::log!("listening on http://{}", self.addr());
-        for node in self.cluster.status() {
+        let kind = if self.cluster.is_some() { "" } else { "redis " };
+        for node in self.api.backend.nodes() {
             let addr = node.addr.as_deref().unwrap_or("-");
             let role = match node.role {
                 Role::Master => "master",
                 Role::Replica => "replica",
             };
-            crate::log!("{} listening on {addr} ({role})", node.id);
+            crate::log!("{kind}node {} listening on {addr} ({role})", node.id);
         }
     }
 
-    /// Stops serving: HTTP workers finish their request, then nodes stop.
+    /// Stops serving: requests in flight finish, then the nodes stop.
     pub fn stop(self) {
         self.http.stop();
-        self.cluster.stop();
+        if let Some(cluster) = self.cluster {
+            cluster.stop();
+        }
     }
+}
+
+/// The in-process cluster: recovers the data dir, starts the nodes.
+fn start_cluster(config: &Config) -> Result<(Coordinator, Arc<Cluster>), StartError> {
+    let tenants = Arc::new(Tenants::new());
+    let (wal, initial) = match &config.data_dir {
+        Some(dir) => {
+            let (wal, recovered) =
+                Wal::open(dir, config.fsync, &tenants).map_err(StartError::Disk)?;
+            (Some(wal), recovered)
+        }
+        None => (None, Recovered::default()),
+    };
+    let (log, detached) = ReplicationLog::new(initial.max_version, tenants.clone());
+    let cluster = Cluster::start(
+        config.nodes,
+        config.node_port,
+        Arc::new(log),
+        detached,
+        tenants,
+        initial.store,
+    )
+    .map_err(StartError::Nodes)?;
+    Ok((Coordinator::new(cluster.clone(), wal), cluster))
+}
+
+/// The Redis Cluster backend (feature `scaleout`).
+#[cfg(feature = "scaleout")]
+fn connect_redis(config: &Config) -> Result<Box<dyn Backend>, StartError> {
+    use crate::scaleout::{RedisBackend, RedisOptions};
+    let StoreChoice::RedisCluster {
+        seeds,
+        username,
+        password,
+    } = &config.store
+    else {
+        return Err(StartError::Store("not a Redis Cluster".to_string()));
+    };
+    let mut options = RedisOptions {
+        username: username.clone(),
+        password: password.clone(),
+        ..RedisOptions::default()
+    };
+    if let Some(key) = &config.partition_key {
+        options.partition_key = key.clone();
+    }
+    let backend =
+        RedisBackend::connect(seeds, options).map_err(|e| StartError::Store(e.to_string()))?;
+    Ok(Box::new(backend))
+}
+
+/// Without the feature, config refuses `redis-cluster://` before this.
+#[cfg(not(feature = "scaleout"))]
+fn connect_redis(_: &Config) -> Result<Box<dyn Backend>, StartError> {
+    Err(StartError::Store(
+        "redis-cluster:// needs a build with the scaleout feature".to_string(),
+    ))
 }
 
 /// Runs the service until SIGINT or SIGTERM.

@@ -1,6 +1,7 @@
 //! An in-process harness for unit tests of the concurrent core: a cluster of
 //! real node threads and a coordinator, without HTTP or a child process.
 
+use crate::backend::Backend;
 use crate::batch::Item;
 use crate::cluster::Cluster;
 use crate::coordinator::Coordinator;

@@ -365,7 +365,7 @@ mod tests {
             cluster.inject(id, Fault::Crash, None).unwrap();
         }
         assert!(cluster.roster().master().is_none());
-        assert!(service.coordinator.count("r").is_err());
+        assert!(crate::backend::Backend::count(&service.coordinator, "r").is_err());
         assert!(!service.write(&[(1, "r")]));
         cluster.inject(0, Fault::Restart, None).unwrap();
         assert_eq!(service.count("r"), 0, "memory only: the data died");

@@ -23,20 +23,19 @@ mod outbox;
 pub mod pool;
 mod split;
 
+use crate::backend::{Accepted, Backend, BackendError, NodeStatus, Unavailable};
 use crate::batch::Item;
-use crate::cluster::{Cluster, Fault, FaultError, Role};
+use crate::cluster::{Cluster, Fault, FaultError};
 use crate::node::{Node, NodeId};
 use crate::protocol::{self, Response};
 use crate::replication::ReplicationLog;
 use crate::store::Entry;
 use crate::tenants::{Pinned, Tenants};
-use crate::version::{Exhausted, Version, Versions};
+use crate::version::{Version, Versions};
 use crate::wal::{Pending, Wal, WalError, record};
 use outbox::{Flight, Outbox, Outcome, Waiter, Wake};
 use parking_lot::Mutex;
 use pool::Pool;
-use serde::Serialize;
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -62,97 +61,6 @@ pub const COUNT_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// How long a read may wait in all: long enough for a write that stalls the
 /// watermark to resolve (acknowledged, or settled after its retries).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// No node could take a write or answer a read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unavailable(pub &'static str);
-
-impl fmt::Display for Unavailable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for Unavailable {}
-
-/// A write that was accepted: every item is in the replication log (and on
-/// disk, in durable mode), so the crash of any one node cannot lose it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Accepted {
-    pub items: usize,
-}
-
-/// Why a write was not accepted. Nothing of it is promised: it may be
-/// visible (whole, never in part) or not (README, "Guarantees").
-#[derive(Debug)]
-pub enum WriteError {
-    /// No live node took the items in time.
-    Unavailable(Unavailable),
-    /// The log could not be written.
-    Log(WalError),
-    /// The version counter is exhausted.
-    Versions(Exhausted),
-}
-
-impl WriteError {
-    /// The HTTP status of this error.
-    pub fn status(&self) -> u16 {
-        503
-    }
-}
-
-impl fmt::Display for WriteError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WriteError::Unavailable(e) => e.fmt(f),
-            WriteError::Log(e) => write!(f, "cannot write the log: {e}"),
-            WriteError::Versions(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for WriteError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            WriteError::Unavailable(e) => Some(e),
-            WriteError::Log(e) => Some(e),
-            WriteError::Versions(e) => Some(e),
-        }
-    }
-}
-
-impl From<Unavailable> for WriteError {
-    fn from(e: Unavailable) -> Self {
-        WriteError::Unavailable(e)
-    }
-}
-
-impl From<WalError> for WriteError {
-    fn from(e: WalError) -> Self {
-        WriteError::Log(e)
-    }
-}
-
-impl From<Exhausted> for WriteError {
-    fn from(e: Exhausted) -> Self {
-        WriteError::Versions(e)
-    }
-}
-
-/// What `/nodes` shows of one node (and `/metrics`, with the skipped fields).
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeStatus {
-    pub id: usize,
-    pub role: Role,
-    pub alive: bool,
-    pub addr: Option<String>,
-    pub items: u64,
-    pub received: u64,
-    #[serde(skip)]
-    pub stalled: bool,
-    #[serde(skip)]
-    pub lag: u64,
-}
 
 /// The coordinator's side of one node: its outbox, its connections, and
 /// what it has seen of it.
@@ -240,7 +148,7 @@ impl Coordinator {
     }
 
     /// Injects a fault into node `id` (`--fault-injection`).
-    pub fn fault(&self, id: usize, fault: Fault) -> Result<(), FaultError> {
+    fn inject(&self, id: usize, fault: Fault) -> Result<(), FaultError> {
         let result = self.cluster.inject(id, fault, self.wal.as_ref());
         if let Some(lane) = self.lanes.get(id) {
             // Its connections point at a dead or moved node.
@@ -252,7 +160,7 @@ impl Coordinator {
 
     /// Stores a validated batch: orders it, logs it (durable mode) while the
     /// nodes store it, and succeeds once both are done.
-    pub fn write(&self, items: &[Item<'_>]) -> Result<Accepted, WriteError> {
+    fn store_batch(&self, items: &[Item<'_>]) -> Result<Accepted, BackendError> {
         if self.cluster.roster().live().next().is_none() {
             return Err(Unavailable("no node is alive to take the items").into());
         }
@@ -511,7 +419,7 @@ impl Coordinator {
 
     /// Counts a tenant's items, seeing every write acknowledged before this
     /// call and whatever any earlier read saw, and never part of a batch.
-    pub fn count(&self, tenant: &str) -> Result<u64, Unavailable> {
+    fn read_count(&self, tenant: &str) -> Result<u64, Unavailable> {
         let deadline = Instant::now() + READ_TIMEOUT;
         loop {
             let roster = self.cluster.roster();
@@ -566,7 +474,7 @@ impl Coordinator {
     }
 
     /// Every node, in id order, for `/nodes` and `/metrics`.
-    pub fn status(&self) -> Vec<NodeStatus> {
+    fn status(&self) -> Vec<NodeStatus> {
         self.cluster
             .status()
             .into_iter()
@@ -581,6 +489,42 @@ impl Coordinator {
                 lag: state.lag,
             })
             .collect()
+    }
+}
+
+impl Backend for Coordinator {
+    fn write(&self, items: &[Item<'_>]) -> Result<Accepted, BackendError> {
+        self.store_batch(items)
+    }
+
+    fn count(&self, tenant: &str) -> Result<u64, BackendError> {
+        Ok(self.read_count(tenant)?)
+    }
+
+    fn health(&self) -> Result<usize, BackendError> {
+        self.master()
+            .map(|id| id.0)
+            .ok_or(Unavailable("no master is alive").into())
+    }
+
+    fn nodes(&self) -> Vec<NodeStatus> {
+        self.status()
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        let cluster = &self.cluster;
+        let state = crate::metrics::ClusterState {
+            nodes: self.status(),
+            master_changes: cluster.master_changes(),
+            log_retained_bytes: cluster.log().retained_bytes(),
+            tenants: cluster.tenants().live(),
+            wal: self.wal.as_ref().map(Wal::stats),
+        };
+        crate::metrics::render_cluster(out, &state);
+    }
+
+    fn fault(&self, id: usize, fault: Fault) -> Result<(), FaultError> {
+        self.inject(id, fault)
     }
 }
 

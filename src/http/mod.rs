@@ -1,6 +1,6 @@
 //! The HTTP API: tiny_http's connection threads read each request whole,
 //! under deadlines, and run its handler right there; the handler calls the
-//! coordinator and answers as SPEC.md says.
+//! backend (see [`crate::backend`]) and answers as SPEC.md says.
 //!
 //! ```text
 //!   mod.rs     the server: options from the config, one handler per request
@@ -16,8 +16,8 @@ mod answer;
 mod routes;
 pub mod status_page;
 
+use crate::backend::Backend;
 use crate::config::{ClientLimits, Config};
-use crate::coordinator::Coordinator;
 use crate::metrics::Metrics;
 use answer::Answer;
 use std::io::{self, Cursor};
@@ -29,7 +29,8 @@ use tiny_http::{Header, Request, Response, Server, ServerStats, Serving};
 
 /// What the request handlers need.
 pub struct Api {
-    pub coordinator: Coordinator,
+    /// Where items are kept: the in-process cluster or a Redis Cluster.
+    pub backend: Box<dyn Backend>,
     pub metrics: Metrics,
     pub fault_injection: bool,
     /// `GET /`, put together once at startup.

@@ -59,7 +59,7 @@ pub fn route(api: &Api, request: &mut Request) -> (&'static str, Answer) {
         ["nodes"] => (
             "/nodes",
             match method {
-                Method::Get => Answer::json(200, &api.coordinator.status()),
+                Method::Get => Answer::json(200, &api.backend.nodes()),
                 _ => Answer::method_not_allowed("GET"),
             },
         ),
@@ -92,7 +92,7 @@ fn post_items(api: &Api, request: &mut Request) -> Answer {
         Ok(items) => items,
         Err(e) => return Answer::ko(400, e),
     };
-    match api.coordinator.write(&items) {
+    match api.backend.write(&items) {
         Ok(accepted) => {
             api.metrics.record_accepted(accepted.items);
             Answer::json(
@@ -121,7 +121,7 @@ fn get_count(api: &Api, raw_tenant: &str) -> Answer {
             ),
         );
     }
-    match api.coordinator.count(&tenant) {
+    match api.backend.count(&tenant) {
         Ok(counter) => Answer::json(
             200,
             &Count {
@@ -129,34 +129,27 @@ fn get_count(api: &Api, raw_tenant: &str) -> Answer {
                 counter,
             },
         ),
-        Err(e) => Answer::ko(503, e),
+        Err(e) => Answer::ko(e.status(), e),
     }
 }
 
 fn health(api: &Api) -> Answer {
-    match api.coordinator.master() {
-        Some(master) => Answer::json(
+    match api.backend.health() {
+        Ok(master) => Answer::json(
             200,
             &Health {
                 status: "OK",
-                master: master.0,
+                master,
             },
         ),
-        None => Answer::ko(503, "no master is alive"),
+        Err(e) => Answer::ko(e.status(), e),
     }
 }
 
 fn metrics_answer(api: &Api) -> Answer {
-    let cluster = api.coordinator.cluster();
-    let state = metrics::ServiceState {
-        http: api.http_stats.get().map(|stats| stats.snapshot()),
-        nodes: api.coordinator.status(),
-        master_changes: cluster.master_changes(),
-        log_retained_bytes: cluster.log().retained_bytes(),
-        tenants: cluster.tenants().live(),
-        wal: api.coordinator.wal().map(|wal| wal.stats()),
-    };
-    Answer::text(api.metrics.render(&state), metrics::CONTENT_TYPE)
+    let http = api.http_stats.get().map(|stats| stats.snapshot());
+    let text = api.metrics.render(http, api.backend.as_ref());
+    Answer::text(text, metrics::CONTENT_TYPE)
 }
 
 fn fault(api: &Api, id: &str, action: &str, query: &str) -> Answer {
@@ -165,7 +158,7 @@ fn fault(api: &Api, id: &str, action: &str, query: &str) -> Answer {
             404,
             format!(
                 "no node {id:?}: node ids are 0 to {}",
-                api.coordinator.cluster().size().saturating_sub(1)
+                api.backend.nodes().len().saturating_sub(1)
             ),
         );
     };
@@ -184,7 +177,7 @@ fn fault(api: &Api, id: &str, action: &str, query: &str) -> Answer {
             );
         }
     };
-    match api.coordinator.fault(id, fault) {
+    match api.backend.fault(id, fault) {
         Ok(()) => Answer::ok(),
         Err(e) => Answer::ko(e.status(), e),
     }

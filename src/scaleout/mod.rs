@@ -10,6 +10,7 @@
 //!   store        RedisStore: connect, write, count, nodes, health
 //!   metrics      counters, Prometheus text
 //!   error        ScaleoutError
+//!   backend      RedisBackend: the store behind the service's HTTP API
 //! ```
 //!
 //! A write reserves one version per item from a cluster-wide counter, then
@@ -18,6 +19,7 @@
 //! a replica. It succeeds only when every master it touched confirmed. See
 //! docs/scaleout.md for the design and the failure semantics.
 
+mod backend;
 mod batch;
 mod connection;
 mod error;
@@ -29,6 +31,7 @@ mod topology;
 
 use std::time::Duration;
 
+pub use backend::RedisBackend;
 pub use error::ScaleoutError;
 pub use functions::{APPLY as APPLY_FUNCTION, LIBRARY_NAME, LIFT as LIFT_FUNCTION};
 pub use partition::{COUNTER_KEY, DEFAULT_PARTITION_KEY, LAYOUT_KEY, PARTITIONS};
