@@ -82,13 +82,10 @@ pub fn route(api: &Api, request: &mut Request) -> (&'static str, Answer) {
 }
 
 /// The body arrived whole before the handler ran, within --max-body-bytes
-/// (tiny_http answered 413 otherwise).
-fn post_items(api: &Api, request: &mut Request) -> Answer {
-    let mut body = Vec::with_capacity(request.body_length().unwrap_or(0));
-    if let Err(e) = request.as_reader().read_to_end(&mut body) {
-        return Answer::ko(400, format!("could not read the body: {e}"));
-    }
-    let items = match batch::parse(&body) {
+/// (tiny_http answered 413 otherwise), and is parsed where it lies.
+fn post_items(api: &Api, request: &Request) -> Answer {
+    let body = request.body_bytes().unwrap_or_default();
+    let items = match batch::parse(body) {
         Ok(items) => items,
         Err(e) => return Answer::ko(400, e),
     };

@@ -83,14 +83,24 @@ impl Drop for Reservation {
 /// The body a handler reads: the buffered bytes, holding their share of the
 /// budget until the request is dropped.
 pub(crate) struct BufferedBody {
-    bytes: Cursor<Vec<u8>>,
+    bytes: Cursor<SharedBytes>,
     _reservation: Option<Reservation>,
 }
 
+/// A body shared between its reader and `Request::body_bytes`, so a
+/// handler can parse it in place instead of copying it out.
+struct SharedBytes(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl BufferedBody {
-    pub(crate) fn new(bytes: Vec<u8>, reservation: Option<Reservation>) -> Self {
+    pub(crate) fn new(bytes: Arc<Vec<u8>>, reservation: Option<Reservation>) -> Self {
         BufferedBody {
-            bytes: Cursor::new(bytes),
+            bytes: Cursor::new(SharedBytes(bytes)),
             _reservation: reservation,
         }
     }
@@ -449,7 +459,7 @@ mod tests {
         let mut reservation = Reservation::new(&budget);
         assert!(reservation.grow(3));
         assert!(!reservation.grow(8));
-        let mut body = BufferedBody::new(b"abc".to_vec(), Some(reservation));
+        let mut body = BufferedBody::new(Arc::new(b"abc".to_vec()), Some(reservation));
         let mut text = String::new();
         body.read_to_string(&mut text).unwrap();
         assert_eq!(text, "abc");

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
@@ -78,6 +79,10 @@ pub struct Request {
     // PATCH: true when the server closes the connection after this request;
     // the answer then carries `Connection: close`.
     close_connection: bool,
+
+    // PATCH: the whole body, when the server read it before the handler ran
+    // (`Server::serve`), for handlers that parse it in place.
+    buffered_body: Option<Arc<Vec<u8>>>,
 }
 
 struct NotifyOnDrop<R> {
@@ -243,6 +248,7 @@ where
         must_send_continue: expects_continue,
         notify_when_responded: None,
         close_connection: false,
+        buffered_body: None,
     })
 }
 
@@ -258,10 +264,11 @@ pub(crate) fn new_buffered_request(
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
     body: Box<dyn Read + Send + 'static>,
-    body_length: usize,
+    bytes: Arc<Vec<u8>>,
     writer: Box<dyn Write + Send + 'static>,
     close_connection: bool,
 ) -> Request {
+    let body_length = bytes.len();
     Request {
         data_reader: Some(body),
         response_writer: Some(writer),
@@ -275,6 +282,7 @@ pub(crate) fn new_buffered_request(
         must_send_continue: false,
         notify_when_responded: None,
         close_connection,
+        buffered_body: Some(bytes),
     }
 }
 
@@ -289,6 +297,13 @@ impl Request {
     #[inline]
     pub fn method(&self) -> &Method {
         &self.method
+    }
+
+    /// PATCH: the whole request body, when the server read it before the
+    /// handler ran (`Server::serve`); `None` for requests from `recv`.
+    /// Reading it does not consume what `as_reader` reads.
+    pub fn body_bytes(&self) -> Option<&[u8]> {
+        self.buffered_body.as_deref().map(Vec::as_slice)
     }
 
     /// Returns the resource requested by the client.

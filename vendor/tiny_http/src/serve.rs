@@ -585,15 +585,15 @@ impl Connection {
             state.clone(),
             Some(done),
         );
-        let length = body.len();
+        let body = Arc::new(body);
         let request = new_buffered_request(
             head.method,
             head.target,
             head.version,
             head.headers,
             Some(self.peer),
-            Box::new(BufferedBody::new(body, reservation)),
-            length,
+            Box::new(BufferedBody::new(body.clone(), reservation)),
+            body,
             Box::new(BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer)),
             close_after,
         );
