@@ -73,6 +73,9 @@ pub struct Connection {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     payload: Vec<u8>,
+    /// The socket timeouts set now, to skip needless syscalls.
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
     /// True once it served a call; a reused connection may have been cut
     /// while idle, which is not a sign that the node is down.
     pub reused: bool,
@@ -91,6 +94,8 @@ impl Connection {
             reader: BufReader::new(stream),
             writer,
             payload: Vec::new(),
+            read_timeout: None,
+            write_timeout: None,
             reused: false,
         };
         let deadline = Instant::now() + CONNECT_TIMEOUT;
@@ -112,9 +117,12 @@ impl Connection {
     /// Writes one request frame, giving up at `deadline`.
     pub fn send(&mut self, frame: &[u8], deadline: Instant) -> Result<(), CallError> {
         let left = time_left(deadline).map_err(CallError::Send)?;
-        self.writer
-            .set_write_timeout(Some(left))
-            .map_err(CallError::Send)?;
+        if needs_update(self.write_timeout, left) {
+            self.writer
+                .set_write_timeout(Some(left))
+                .map_err(CallError::Send)?;
+            self.write_timeout = Some(left);
+        }
         self.writer.write_all(frame).map_err(CallError::Send)
     }
 
@@ -136,14 +144,25 @@ impl Connection {
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(MIN_READ_WAIT);
-        self.reader
-            .get_ref()
-            .set_read_timeout(Some(left))
-            .map_err(receive)?;
+        if needs_update(self.read_timeout, left) {
+            self.reader
+                .get_ref()
+                .set_read_timeout(Some(left))
+                .map_err(receive)?;
+            self.read_timeout = Some(left);
+        }
         protocol::read_frame(&mut self.reader, &mut self.payload, MAX_ANSWER_BYTES)
             .map_err(CallError::Receive)?;
         Response::decode(&self.payload).map_err(CallError::Receive)
     }
+}
+
+/// Whether a socket timeout set to `current` must change for a call that
+/// may take `left`: it must not be longer (the call would outlive its
+/// deadline); a shorter one is kept while it is at least half (waking early
+/// costs less than a syscall per call).
+fn needs_update(current: Option<Duration>, left: Duration) -> bool {
+    current.is_none_or(|current| current > left || current < left / 2)
 }
 
 fn time_left(deadline: Instant) -> io::Result<Duration> {

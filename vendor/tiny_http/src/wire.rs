@@ -8,7 +8,7 @@
 use std::convert::TryFrom;
 use std::io::{self, BufRead, ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -18,6 +18,10 @@ use crate::limits::READ_BUFFER_BYTES;
 /// Shortest socket timeout set: zero would mean "no timeout" to the kernel
 /// (std refuses it), and a deadline this close is as good as passed.
 const MIN_SOCKET_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// Bytes of the first read of a request, into a buffer on the stack: most
+/// requests arrive whole in it, and an idle connection holds no heap buffer.
+const FIRST_READ_BYTES: usize = 1024;
 
 /// `at + by`, or a day after `at` if that overflows (absurd options).
 pub(crate) fn later(at: Instant, by: Duration) -> Instant {
@@ -113,21 +117,40 @@ impl WireReader {
         self.buf.get(self.start..self.end).unwrap_or(&[])
     }
 
-    /// Waits until at least one byte can be read; false if the client closed
-    /// the connection. Nothing is allocated while waiting.
+    /// Waits until bytes arrive and takes the first of them; false if the
+    /// client closed the connection. Nothing is allocated while waiting: the
+    /// first read goes to the stack, and one read usually brings a whole
+    /// request (no second syscall to peek first).
     pub(crate) fn wait_for_data(&mut self) -> io::Result<bool> {
         if !self.buffered().is_empty() {
             return Ok(true);
         }
-        let mut probe = [0u8; 1];
+        let mut first = [0u8; FIRST_READ_BYTES];
         loop {
             self.arm_timeout()?;
-            match self.stream.peek(&mut probe) {
-                Ok(n) => return Ok(n > 0),
+            match (&*self.stream).read(&mut first) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    self.take_in(first.get(..n).unwrap_or(&[]));
+                    return Ok(true);
+                }
                 Err(e) if retry(&e) => continue,
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Puts bytes read elsewhere into an empty buffer.
+    fn take_in(&mut self, bytes: &[u8]) {
+        if self.buf.len() < READ_BUFFER_BYTES.max(bytes.len()) {
+            self.buf = vec![0; READ_BUFFER_BYTES.max(bytes.len())];
+        }
+        self.buf
+            .get_mut(..bytes.len())
+            .unwrap_or(&mut [])
+            .copy_from_slice(bytes);
+        self.start = 0;
+        self.end = bytes.len();
     }
 
     /// Reads more bytes into the buffer, growing it up to `max_buffer`
@@ -298,6 +321,9 @@ pub(crate) struct ConnState {
     writes: AtomicU8,
     answered: AtomicBool,
     owner: Thread,
+    /// The send timeout set on the socket, in microseconds (0: none yet),
+    /// so an answer sets it only when it must (most never block).
+    send_timeout_micros: AtomicU64,
 }
 
 /// How writing went.
@@ -315,6 +341,7 @@ impl ConnState {
             writes: AtomicU8::new(WRITES_OK),
             answered: AtomicBool::new(false),
             owner: thread::current(),
+            send_timeout_micros: AtomicU64::new(0),
         })
     }
 
@@ -386,6 +413,20 @@ impl DeadlineWriter {
         }
     }
 
+    /// Makes the socket's send timeout at most `left` (skipping the syscall
+    /// when the one set is not longer and at least half of it).
+    fn arm(&self, left: Duration) -> io::Result<()> {
+        let set = &self.conn.send_timeout_micros;
+        let current = Duration::from_micros(set.load(Ordering::Relaxed));
+        if !current.is_zero() && current <= left && current >= left / 2 {
+            return Ok(());
+        }
+        self.stream.set_write_timeout(Some(left))?;
+        let micros = u64::try_from(left.as_micros()).unwrap_or(u64::MAX);
+        set.store(micros.max(1), Ordering::Relaxed);
+        Ok(())
+    }
+
     fn fail(&self, outcome: u8, error: io::Error) -> io::Error {
         self.conn.broken(outcome);
         error
@@ -407,10 +448,7 @@ impl Write for DeadlineWriter {
                 let late = io::Error::new(ErrorKind::TimedOut, "write deadline passed");
                 return Err(self.fail(WRITE_TIMED_OUT, late));
             }
-            if let Err(e) = self
-                .stream
-                .set_write_timeout(Some(left.max(MIN_SOCKET_TIMEOUT)))
-            {
+            if let Err(e) = self.arm(left.max(MIN_SOCKET_TIMEOUT)) {
                 return Err(self.fail(WRITE_FAILED, e));
             }
             match (&*self.stream).write(data) {
