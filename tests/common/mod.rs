@@ -535,10 +535,10 @@ pub fn raise_fd_limit(wanted: u64) -> u64 {
     limit.rlim_cur
 }
 
-/// Parses a complete HTTP response at the start of `bytes`; `None` while
-/// bytes are missing. Gives the reply and how many bytes it took. A body is
-/// framed by Content-Length (none: no body).
-pub fn parse_reply(bytes: &[u8]) -> Option<(Reply, usize)> {
+/// Parses the head of an HTTP response at the start of `bytes` (the body is
+/// left empty); `None` while the head is incomplete. Gives the reply and the
+/// head's length.
+pub fn parse_head(bytes: &[u8]) -> Option<(Reply, usize)> {
     let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&bytes[..head_end]);
     let mut lines = head.split("\r\n");
@@ -552,11 +552,19 @@ pub fn parse_reply(bytes: &[u8]) -> Option<(Reply, usize)> {
         .filter_map(|line| line.split_once(':'))
         .map(|(key, value)| (key.trim().to_string(), value.trim().to_string()))
         .collect();
-    let mut reply = Reply {
+    let reply = Reply {
         status,
         headers,
         body: Vec::new(),
     };
+    Some((reply, head_end))
+}
+
+/// Parses a complete HTTP response at the start of `bytes`; `None` while
+/// bytes are missing. Gives the reply and how many bytes it took. A body is
+/// framed by Content-Length (none: no body).
+pub fn parse_reply(bytes: &[u8]) -> Option<(Reply, usize)> {
+    let (mut reply, head_end) = parse_head(bytes)?;
     let length: usize = reply
         .header("Content-Length")
         .map_or(0, |length| length.parse().expect("numeric length"));
