@@ -859,10 +859,10 @@ impl Prober {
                 report.slowest = report.slowest.max(took);
                 let at = call_started.duration_since(started);
                 match outcome {
-                    Ok(200) if took <= bound => {}
-                    Ok(status) => report
-                        .problems
-                        .push(format!("{method} {path} at {at:?}: {status} in {took:?}")),
+                    Ok((200, _)) if took <= bound => {}
+                    Ok((status, connect)) => report.problems.push(format!(
+                        "{method} {path} at {at:?}: {status} in {took:?} (connecting took {connect:?})"
+                    )),
                     Err(e) => report
                         .problems
                         .push(format!("{method} {path} at {at:?}: {e} after {took:?}")),
@@ -910,8 +910,18 @@ impl Drop for Prober {
     }
 }
 
-fn probe_once(addr: SocketAddr, method: &str, path: &str, body: &str) -> std::io::Result<u16> {
+/// One call on a fresh connection: the status, and how long connecting took
+/// (a second or more means the SYN was dropped and sent again: the server's
+/// accept queue was full).
+fn probe_once(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, Duration)> {
+    let started = Instant::now();
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    let connected = started.elapsed();
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let request = format!(
@@ -919,7 +929,7 @@ fn probe_once(addr: SocketAddr, method: &str, path: &str, body: &str) -> std::io
         body.len()
     );
     stream.write_all(request.as_bytes())?;
-    Ok(try_read_reply(&mut stream)?.status)
+    Ok((try_read_reply(&mut stream)?.status, connected))
 }
 
 /// How a dripping connection ended (see [`drip`]).
