@@ -401,6 +401,7 @@ fn clients_that_never_read_are_cut_after_the_write_timeout() {
         }
         closed_after.iter().all(Option::is_some)
     });
+    println!("slow readers cut after {closed_after:?}");
     for (i, after) in closed_after.iter().enumerate() {
         let after = after.expect("closed");
         assert!(
@@ -417,7 +418,9 @@ fn clients_that_never_read_are_cut_after_the_write_timeout() {
 
 #[test]
 fn a_get_declaring_a_body_it_never_sends_is_answered_at_once_and_closed() {
+    let _alone = one_at_a_time();
     let server = Server::start(&[]);
+    let prober = Prober::start(server.addr, SERVED_WITHIN);
     let started = Instant::now();
     let (reply, after) = exchange(
         server.addr,
@@ -433,11 +436,14 @@ fn a_get_declaring_a_body_it_never_sends_is_answered_at_once_and_closed() {
         "took {:?}",
         started.elapsed()
     );
+    prober.assert_all_served();
 }
 
 #[test]
 fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let _alone = one_at_a_time();
     let server = Server::start(&["--idle-timeout", "500ms"]);
+    let prober = Prober::start(server.addr, SERVED_WITHIN);
     let mut client = server.client();
     assert_eq!(client.call("GET", "/health", "").status, 200);
     let answered = Instant::now();
@@ -455,6 +461,7 @@ fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
         idle < Duration::from_millis(2500),
         "closed only after {idle:?}"
     );
+    prober.assert_all_served();
 }
 
 /// Server RSS (KiB) after `condition` held or `patience` passed, and whether it held.
@@ -556,6 +563,7 @@ fn metrics_count_each_kind_of_deadline() {
         "64",
     ]);
     let addr: SocketAddr = server.addr;
+    let prober = Prober::start(addr, SERVED_WITHIN);
     // A head that never ends, a body that never comes, an idle keep-alive
     // connection, and a client that never reads.
     let mut head = connect_from(host(2), addr).unwrap();
@@ -583,6 +591,7 @@ fn metrics_count_each_kind_of_deadline() {
     wait_within("the slow reader is cut", common::PATIENCE, || {
         closed_by_server(&reader)
     });
+    prober.assert_all_served();
     let metrics = server.metrics();
     let mut missing = Vec::new();
     for kind in ["header", "body", "idle", "write"] {

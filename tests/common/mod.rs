@@ -841,7 +841,8 @@ impl Prober {
             let started = Instant::now();
             let mut report = ProbeReport::default();
             let mut id = 1_000_000_000i64;
-            while !stopping.load(Ordering::Relaxed) {
+            // At least one call, however soon the prober is stopped.
+            loop {
                 id += 1;
                 let (method, path, body) = if report.calls % 2 == 0 {
                     ("GET", "/health", String::new())
@@ -866,6 +867,9 @@ impl Prober {
                     Err(e) => report
                         .problems
                         .push(format!("{method} {path} at {at:?}: {e} after {took:?}")),
+                }
+                if stopping.load(Ordering::Relaxed) {
+                    break;
                 }
                 // Pacing between calls, not a wait for a condition.
                 thread::sleep(Duration::from_millis(20));
