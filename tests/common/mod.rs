@@ -936,10 +936,11 @@ fn probe_once(
     Ok((try_read_reply(&mut stream)?.status, connected))
 }
 
-/// How a dripping connection ended (see [`drip`]).
+/// How a dripping connection ended (see [`drip`]); times count from the
+/// moment the connection was established.
 #[derive(Debug)]
 pub enum Dripped {
-    /// A complete response arrived, this long after the drip started.
+    /// A complete response arrived, this long after connecting.
     Answered(Reply, Duration),
     /// The server closed without a (complete) response.
     Closed(Vec<u8>, Duration),
@@ -949,68 +950,92 @@ pub enum Dripped {
     Open,
 }
 
-/// Sends one more byte on every connection each `period` (the `round`-th
-/// byte of connection `i` is `next(i, round)`), until each got an answer or
-/// was closed, or until `patience` passes. Connections stop sending as soon
-/// as the first byte of an answer arrives. One thread drives them all.
+/// One connection being dripped.
+struct Dripping {
+    stream: TcpStream,
+    since: Instant,
+    received: Vec<u8>,
+    sent: usize,
+    outcome: Option<Dripped>,
+}
+
+/// Opens `count` connections with `connect` (from 4 threads at once, as a
+/// flood of clients would) and, as each comes, sends it one more byte each
+/// `period` (its n-th byte is `next(n)`) until it gets an answer or is
+/// closed, or until `patience` passes. A connection stops sending as soon as
+/// the first byte of an answer arrives. One thread drives all the drips.
 pub fn drip(
-    streams: &[TcpStream],
+    count: usize,
+    connect: impl Fn() -> TcpStream + Sync,
     period: Duration,
     patience: Duration,
-    next: impl Fn(usize, usize) -> u8,
+    next: impl Fn(usize) -> u8,
 ) -> Vec<Dripped> {
     let started = Instant::now();
-    for stream in streams {
-        stream.set_nonblocking(true).expect("non-blocking");
-    }
-    let mut received: Vec<Vec<u8>> = vec![Vec::new(); streams.len()];
-    let mut outcomes: Vec<Option<Dripped>> = (0..streams.len()).map(|_| None).collect();
-    let mut chunk = [0u8; 4096];
-    let mut round = 0;
-    while outcomes.iter().any(Option::is_none) && started.elapsed() < patience {
-        for (i, mut stream) in streams.iter().enumerate() {
-            if outcomes[i].is_some() {
-                continue;
-            }
-            loop {
-                match stream.read(&mut chunk) {
-                    Ok(0) => {
-                        let bytes = std::mem::take(&mut received[i]);
-                        outcomes[i] = Some(match parse_reply(&bytes) {
-                            Some((reply, _)) => Dripped::Answered(reply, started.elapsed()),
-                            None => Dripped::Closed(bytes, started.elapsed()),
-                        });
-                        break;
-                    }
-                    Ok(n) => received[i].extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        outcomes[i] = Some(Dripped::Reset(e, started.elapsed()));
-                        break;
+    let (connected, arrivals) = std::sync::mpsc::channel::<(TcpStream, Instant)>();
+    thread::scope(|scope| {
+        let connect = &connect;
+        for t in 0..4 {
+            let connected = connected.clone();
+            scope.spawn(move || {
+                for _ in (t..count).step_by(4) {
+                    let stream = connect();
+                    let since = Instant::now();
+                    stream.set_nonblocking(true).expect("non-blocking");
+                    if connected.send((stream, since)).is_err() {
+                        return;
                     }
                 }
-            }
-            if outcomes[i].is_some() {
-                continue;
-            }
-            if let Some((reply, _)) = parse_reply(&received[i]) {
-                outcomes[i] = Some(Dripped::Answered(reply, started.elapsed()));
-            } else if received[i].is_empty() {
-                // A failed write shows up as a reset or close on the next read.
-                let _ = stream.write(&[next(i, round)]);
-            }
+            });
         }
-        round += 1;
-        // Pacing of the drip (one byte per period), not a wait for a condition.
-        thread::sleep(period);
+        drop(connected);
+        let mut drips: Vec<Dripping> = Vec::with_capacity(count);
+        let mut chunk = [0u8; 4096];
+        while started.elapsed() < patience
+            && (drips.len() < count || drips.iter().any(|d| d.outcome.is_none()))
+        {
+            drips.extend(arrivals.try_iter().map(|(stream, since)| Dripping {
+                stream,
+                since,
+                received: Vec::new(),
+                sent: 0,
+                outcome: None,
+            }));
+            for drip in drips.iter_mut().filter(|d| d.outcome.is_none()) {
+                drip.outcome = read_available(drip, &mut chunk);
+                if drip.outcome.is_none() && drip.received.is_empty() {
+                    // A failed write shows up as a reset or close on the next read.
+                    let _ = (&drip.stream).write(&[next(drip.sent)]);
+                    drip.sent += 1;
+                }
+            }
+            // Pacing of the drip (one byte per period), not a wait for a condition.
+            thread::sleep(period);
+        }
+        drips
+            .into_iter()
+            .map(|drip| drip.outcome.unwrap_or(Dripped::Open))
+            .collect()
+    })
+}
+
+/// Reads what arrived on a dripping connection; its outcome once known.
+fn read_available(drip: &mut Dripping, chunk: &mut [u8]) -> Option<Dripped> {
+    loop {
+        match (&drip.stream).read(chunk) {
+            Ok(0) => {
+                let bytes = std::mem::take(&mut drip.received);
+                return Some(match parse_reply(&bytes) {
+                    Some((reply, _)) => Dripped::Answered(reply, drip.since.elapsed()),
+                    None => Dripped::Closed(bytes, drip.since.elapsed()),
+                });
+            }
+            Ok(n) => drip.received.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Some(Dripped::Reset(e, drip.since.elapsed())),
+        }
     }
-    for stream in streams {
-        let _ = stream.set_nonblocking(false);
-    }
-    outcomes
-        .into_iter()
-        .map(|outcome| outcome.unwrap_or(Dripped::Open))
-        .collect()
+    parse_reply(&drip.received).map(|(reply, _)| Dripped::Answered(reply, drip.since.elapsed()))
 }
 
 /// The splitmix64 finaliser, unkeyed (what the store once hashed IDs with).
