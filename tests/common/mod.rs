@@ -399,3 +399,687 @@ impl Lcg {
         (self.0 >> 33) % n
     }
 }
+
+// ---------------------------------------------------------------------------
+// Helpers for the front-door, framing, node-port and hardening tests.
+// ---------------------------------------------------------------------------
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::sync::MutexGuard;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `127.0.0.n`: loopback has a whole /8, so each `n` plays another host.
+pub fn host(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, n)
+}
+
+/// Heavy tests of one test binary take this lock so that they do not run
+/// side by side (the machine has 2 cores; their timings would mix).
+pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A TCP connection to `to` from the local address `source` (std cannot bind
+/// a socket before connecting it, so this goes through libc). The local port
+/// is chosen at connect time (`IP_BIND_ADDRESS_NO_PORT`), so thousands of
+/// connections from one address do not run out of ports.
+pub fn connect_from(source: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    connect_from_with(source, to, None)
+}
+
+/// [`connect_from`] with the socket's receive buffer set to `receive_buffer`
+/// bytes before connecting (the kernel doubles it and applies a minimum), so
+/// that a client that never reads stops the server's writes quickly.
+pub fn connect_from_with(
+    source: Ipv4Addr,
+    to: SocketAddr,
+    receive_buffer: Option<usize>,
+) -> std::io::Result<TcpStream> {
+    let SocketAddr::V4(to) = to else {
+        return Err(std::io::Error::other("IPv4 only"));
+    };
+    let sockaddr = |addr: SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let length = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let from = sockaddr(SocketAddrV4::new(source, 0));
+    let to = sockaddr(to);
+    let set_int = |fd, level, name, value: libc::c_int| {
+        // SAFETY: setsockopt reads one c_int from a valid pointer.
+        let done = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if done == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: plain socket calls on a descriptor this function owns (wrapped
+    // in a TcpStream at once, so it is closed on every path); the addresses
+    // are valid sockaddr_in values that outlive the calls.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stream = TcpStream::from_raw_fd(fd);
+        set_int(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
+        if let Some(bytes) = receive_buffer {
+            set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes as libc::c_int)?;
+        }
+        let from_ptr = (&from as *const libc::sockaddr_in).cast::<libc::sockaddr>();
+        if libc::bind(fd, from_ptr, length) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let to_ptr = (&to as *const libc::sockaddr_in).cast::<libc::sockaddr>();
+        if libc::connect(fd, to_ptr, length) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stream)
+    }
+}
+
+/// Linux TCP states (`include/net/tcp_states.h`), as `TCP_INFO` gives them.
+pub const TCP_ESTABLISHED: u8 = 1;
+pub const TCP_CLOSE: u8 = 7;
+pub const TCP_CLOSE_WAIT: u8 = 8;
+
+/// The kernel's TCP state of a socket ([`TCP_ESTABLISHED`], [`TCP_CLOSE_WAIT`]
+/// once the peer closed, [`TCP_CLOSE`] after a reset...), read without
+/// consuming any byte.
+pub fn tcp_state(stream: &TcpStream) -> u8 {
+    // SAFETY: tcp_info is plain old data; getsockopt writes at most `length`
+    // bytes into it.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut length = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let done = libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut length,
+        );
+        assert_eq!(done, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+        info.tcpi_state
+    }
+}
+
+/// Whether the server closed (or reset) this connection; reads nothing.
+pub fn closed_by_server(stream: &TcpStream) -> bool {
+    tcp_state(stream) != TCP_ESTABLISHED
+}
+
+/// Raises this process's soft limit on open files to `wanted` (or the hard
+/// limit); gives the limit now in force.
+pub fn raise_fd_limit(wanted: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read or write the struct we pass.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        }
+    }
+    limit.rlim_cur
+}
+
+/// Parses the head of an HTTP response at the start of `bytes` (the body is
+/// left empty); `None` while the head is incomplete. Gives the reply and the
+/// head's length.
+pub fn parse_head(bytes: &[u8]) -> Option<(Reply, usize)> {
+    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&bytes[..head_end]);
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()?
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.trim().to_string(), value.trim().to_string()))
+        .collect();
+    let reply = Reply {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    Some((reply, head_end))
+}
+
+/// Parses a complete HTTP response at the start of `bytes`; `None` while
+/// bytes are missing. Gives the reply and how many bytes it took. A body is
+/// framed by Content-Length (none: no body).
+pub fn parse_reply(bytes: &[u8]) -> Option<(Reply, usize)> {
+    let (mut reply, head_end) = parse_head(bytes)?;
+    let length: usize = reply
+        .header("Content-Length")
+        .map_or(0, |length| length.parse().expect("numeric length"));
+    let body = bytes.get(head_end..head_end + length)?;
+    reply.body = body.to_vec();
+    Some((reply, head_end + length))
+}
+
+/// Reads one response (Content-Length framed) from `stream`, reporting a
+/// reset or an early end as an error instead of panicking.
+pub fn try_read_reply(stream: &mut TcpStream) -> std::io::Result<Reply> {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some((reply, _)) = parse_reply(&bytes) {
+            return Ok(reply);
+        }
+        match stream.read(&mut chunk)? {
+            0 => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "closed after {} bytes: {:?}",
+                        bytes.len(),
+                        String::from_utf8_lossy(&bytes)
+                    ),
+                ));
+            }
+            n => bytes.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Everything the server sends until it closes the connection (or `patience`
+/// passes): for checking that nothing follows an answer.
+pub fn read_to_close(stream: &mut TcpStream, patience: Duration) -> std::io::Result<Vec<u8>> {
+    let deadline = Instant::now() + patience;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "still open after {patience:?}, got {:?}",
+                    String::from_utf8_lossy(&bytes)
+                ),
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Sends `request` on a fresh connection, reads the first response, then
+/// everything up to the close (at most `patience`). Gives the response and
+/// the bytes that followed it (`Err` if the connection stayed open).
+pub fn exchange(
+    addr: SocketAddr,
+    request: &[u8],
+    patience: Duration,
+) -> (Reply, Result<Vec<u8>, String>) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the server");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    // The server may answer and close before it read everything we send:
+    // what counts is the answer.
+    let _ = stream.write_all(request);
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (reply, used) = loop {
+        if let Some(parsed) = parse_reply(&bytes) {
+            break parsed;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => panic!(
+                "closed without an answer to {:?}",
+                String::from_utf8_lossy(&request[..request.len().min(200)])
+            ),
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!(
+                "{e} instead of an answer to {:?}",
+                String::from_utf8_lossy(&request[..request.len().min(200)])
+            ),
+        }
+    };
+    let mut rest = bytes.split_off(used);
+    let after = read_to_close(&mut stream, patience)
+        .map(|more| {
+            rest.extend_from_slice(&more);
+            rest
+        })
+        .map_err(|e| e.to_string());
+    (reply, after)
+}
+
+impl Client {
+    /// A keep-alive client over an already connected stream.
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        Client {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// A keep-alive client connecting from `source` (see [`connect_from`]).
+    pub fn connect_from(source: Ipv4Addr, addr: SocketAddr) -> Client {
+        Client::from_stream(connect_from(source, addr).expect("connect to the server"))
+    }
+
+    /// The connection's socket.
+    pub fn stream(&self) -> &TcpStream {
+        &self.writer
+    }
+}
+
+impl Server {
+    /// Starts with `env` set in the process environment as well.
+    pub fn start_with_env(env: &[(&str, &str)], extra: &[&str]) -> Server {
+        let mut command = Command::new(binary());
+        command
+            .args(["--listen", "127.0.0.1:0", "--node-port", "0"])
+            .args(extra)
+            .envs(env.iter().copied());
+        Self::spawn(command, extra).unwrap_or_else(|log| panic!("server did not start:\n{log}"))
+    }
+
+    /// Starts, reads the startup lines, then closes the read end of the
+    /// server's standard error: every later log line meets a closed pipe.
+    pub fn start_with_stderr_closed(extra: &[&str]) -> Server {
+        let mut child = Command::new(binary())
+            .args(["--listen", "127.0.0.1:0", "--node-port", "0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+        let mut log = String::new();
+        let mut addr = None;
+        let mut node_addrs = Vec::new();
+        while addr.is_none() || node_addrs.len() < node_count(extra) {
+            let mut line = String::new();
+            let read = stderr.read_line(&mut line).expect("read the startup lines");
+            assert!(read > 0, "server exited during startup:\n{log}");
+            log.push_str(&line);
+            let line = line.trim_end();
+            if let Some(rest) = line.strip_prefix("listening on http://") {
+                addr = rest.parse().ok();
+            } else if let Some(node_addr) = line
+                .strip_prefix("node ")
+                .and_then(|rest| rest.split_whitespace().nth(3))
+            {
+                node_addrs.push(node_addr.parse().expect("a node address"));
+            }
+        }
+        drop(stderr);
+        Server {
+            child,
+            addr: addr.expect("an address"),
+            node_addrs,
+            stderr: Arc::new(Mutex::new(log)),
+        }
+    }
+
+    /// Threads of the server process now (`/proc/<pid>/task`).
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .map(|tasks| tasks.count())
+            .expect("the server process exists")
+    }
+
+    /// Resident memory of the server process now, in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the server process exists")
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// `GET /metrics` as text.
+    pub fn metrics(&self) -> String {
+        let reply = self.call("GET", "/metrics", "");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.text()
+    }
+
+    /// The value of an unlabelled series in `/metrics`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics().lines().find_map(|line| {
+            let (series, value) = line.split_once(' ')?;
+            (series == name).then(|| value.trim().parse().ok())?
+        })
+    }
+
+    /// Waits (at most `patience`) for the process to exit after a signal
+    /// sent elsewhere; `None` if it is still running.
+    pub fn wait_exit(&mut self, patience: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait works") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends a signal (by name, e.g. "TERM") without waiting.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+}
+
+/// Waits until `condition` holds, failing the test after `patience`. Gives
+/// how long it took.
+pub fn wait_within(
+    what: &str,
+    patience: Duration,
+    mut condition: impl FnMut() -> bool,
+) -> Duration {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < patience,
+            "timed out after {patience:?} waiting until {what}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    started.elapsed()
+}
+
+/// A well-behaved client on 127.0.0.1 that calls the server over and over in
+/// the background, a fresh connection per call (so it is also a newcomer the
+/// server must admit), alternating `GET /health` and a one-item `POST
+/// /items`, and remembers how each call went.
+pub struct Prober {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<ProbeReport>>,
+}
+
+/// What the [`Prober`] saw.
+#[derive(Debug, Default)]
+pub struct ProbeReport {
+    pub calls: usize,
+    pub slowest: Duration,
+    /// Calls that failed, were not 200, or were slower than the bound: what
+    /// happened and when (since the prober started).
+    pub problems: Vec<String>,
+}
+
+impl Prober {
+    /// Starts probing `addr`; a call slower than `bound` counts as a problem.
+    pub fn start(addr: SocketAddr, bound: Duration) -> Prober {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = thread::spawn(move || {
+            let started = Instant::now();
+            let mut report = ProbeReport::default();
+            let mut id = 1_000_000_000i64;
+            // At least one call, however soon the prober is stopped.
+            loop {
+                id += 1;
+                let (method, path, body) = if report.calls % 2 == 0 {
+                    ("GET", "/health", String::new())
+                } else {
+                    (
+                        "POST",
+                        "/items",
+                        format!(r#"[{{"ID":{id},"tenant":"probe"}}]"#),
+                    )
+                };
+                let call_started = Instant::now();
+                let outcome = probe_once(addr, method, path, &body);
+                let took = call_started.elapsed();
+                report.calls += 1;
+                report.slowest = report.slowest.max(took);
+                let at = call_started.duration_since(started);
+                match outcome {
+                    Ok((200, _)) if took <= bound => {}
+                    Ok((status, connect)) => report.problems.push(format!(
+                        "{method} {path} at {at:?}: {status} in {took:?} (connecting took {connect:?})"
+                    )),
+                    Err(e) => report
+                        .problems
+                        .push(format!("{method} {path} at {at:?}: {e} after {took:?}")),
+                }
+                if stopping.load(Ordering::Relaxed) {
+                    break;
+                }
+                // Pacing between calls, not a wait for a condition.
+                thread::sleep(Duration::from_millis(20));
+            }
+            report
+        });
+        Prober {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops probing and gives the report.
+    pub fn finish(mut self) -> ProbeReport {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .expect("finished once")
+            .join()
+            .expect("the prober does not panic")
+    }
+
+    /// Stops probing and asserts every call was answered 200 within the bound.
+    pub fn assert_all_served(self) -> ProbeReport {
+        let report = self.finish();
+        assert!(report.calls > 0, "the prober made no call");
+        assert!(
+            report.problems.is_empty(),
+            "the well-behaved client was not served ({} of {} calls, slowest {:?}):\n{}",
+            report.problems.len(),
+            report.calls,
+            report.slowest,
+            report.problems.join("\n")
+        );
+        report
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One call on a fresh connection: the status, and how long connecting took
+/// (a second or more means the SYN was dropped and sent again: the server's
+/// accept queue was full).
+fn probe_once(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, Duration)> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    let connected = started.elapsed();
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: probe\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes())?;
+    Ok((try_read_reply(&mut stream)?.status, connected))
+}
+
+/// How a dripping connection ended (see [`drip`]); times count from the
+/// moment the connection was established.
+#[derive(Debug)]
+pub enum Dripped {
+    /// A complete response arrived, this long after connecting.
+    Answered(Reply, Duration),
+    /// The server closed without a (complete) response.
+    Closed(Vec<u8>, Duration),
+    /// The connection was reset.
+    Reset(std::io::Error, Duration),
+    /// Still open, no answer, when the drip gave up.
+    Open,
+}
+
+/// One connection being dripped.
+struct Dripping {
+    stream: TcpStream,
+    since: Instant,
+    received: Vec<u8>,
+    sent: usize,
+    outcome: Option<Dripped>,
+}
+
+/// Opens `count` connections with `connect` (from 4 threads at once, as a
+/// flood of clients would) and, as each comes, sends it one more byte each
+/// `period` (its n-th byte is `next(n)`) until it gets an answer or is
+/// closed, or until `patience` passes. A connection stops sending as soon as
+/// the first byte of an answer arrives. One thread drives all the drips.
+pub fn drip(
+    count: usize,
+    connect: impl Fn() -> TcpStream + Sync,
+    period: Duration,
+    patience: Duration,
+    next: impl Fn(usize) -> u8,
+) -> Vec<Dripped> {
+    let started = Instant::now();
+    let (connected, arrivals) = std::sync::mpsc::channel::<(TcpStream, Instant)>();
+    thread::scope(|scope| {
+        let connect = &connect;
+        for t in 0..4 {
+            let connected = connected.clone();
+            scope.spawn(move || {
+                for _ in (t..count).step_by(4) {
+                    let stream = connect();
+                    let since = Instant::now();
+                    stream.set_nonblocking(true).expect("non-blocking");
+                    if connected.send((stream, since)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(connected);
+        let mut drips: Vec<Dripping> = Vec::with_capacity(count);
+        let mut chunk = [0u8; 4096];
+        while started.elapsed() < patience
+            && (drips.len() < count || drips.iter().any(|d| d.outcome.is_none()))
+        {
+            drips.extend(arrivals.try_iter().map(|(stream, since)| Dripping {
+                stream,
+                since,
+                received: Vec::new(),
+                sent: 0,
+                outcome: None,
+            }));
+            for drip in drips.iter_mut().filter(|d| d.outcome.is_none()) {
+                drip.outcome = read_available(drip, &mut chunk);
+                if drip.outcome.is_none() && drip.received.is_empty() {
+                    // A failed write shows up as a reset or close on the next read.
+                    let _ = (&drip.stream).write(&[next(drip.sent)]);
+                    drip.sent += 1;
+                }
+            }
+            // Pacing of the drip (one byte per period), not a wait for a condition.
+            thread::sleep(period);
+        }
+        drips
+            .into_iter()
+            .map(|drip| drip.outcome.unwrap_or(Dripped::Open))
+            .collect()
+    })
+}
+
+/// Reads what arrived on a dripping connection; its outcome once known.
+fn read_available(drip: &mut Dripping, chunk: &mut [u8]) -> Option<Dripped> {
+    loop {
+        match (&drip.stream).read(chunk) {
+            Ok(0) => {
+                let bytes = std::mem::take(&mut drip.received);
+                return Some(match parse_reply(&bytes) {
+                    Some((reply, _)) => Dripped::Answered(reply, drip.since.elapsed()),
+                    None => Dripped::Closed(bytes, drip.since.elapsed()),
+                });
+            }
+            Ok(n) => drip.received.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Some(Dripped::Reset(e, drip.since.elapsed())),
+        }
+    }
+    parse_reply(&drip.received).map(|(reply, _)| Dripped::Answered(reply, drip.since.elapsed()))
+}
+
+/// The splitmix64 finaliser, unkeyed (what the store once hashed IDs with).
+pub fn splitmix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// `count` IDs whose unkeyed [`splitmix`] hashes share their low 40 bits
+/// (one bucket of any table below 2^40 slots): the finaliser is invertible,
+/// so pick the hashes and invert them (as in `src/store.rs`'s tests).
+pub fn colliding_ids(count: u64) -> Vec<i64> {
+    let inverse = |odd: u64| {
+        let mut x = odd;
+        for _ in 0..6 {
+            x = x.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(x)));
+        }
+        x
+    };
+    let unshift = |mut x: u64, shift: u32| {
+        let mut result = x;
+        for _ in 0..64 / shift {
+            x >>= shift;
+            result ^= x;
+        }
+        result
+    };
+    (0..count)
+        .map(|j| {
+            let mut x = unshift(j << 40, 31);
+            x = x.wrapping_mul(inverse(0x94d0_49bb_1331_11eb));
+            x = unshift(x, 27);
+            x = x.wrapping_mul(inverse(0xbf58_476d_1ce4_e5b9));
+            unshift(x, 30) as i64
+        })
+        .collect()
+}
