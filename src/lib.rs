@@ -26,8 +26,10 @@
 //!   metrics      Prometheus text for /metrics
 //!   log          stderr lines that never fail the caller
 //!   rlimit       raises the open-files limit to what --max-connections needs
+//!   allocator    glibc settings so freed memory goes back to the system
 //! ```
 
+pub mod allocator;
 pub mod backend;
 pub mod batch;
 pub mod cluster;

@@ -65,6 +65,7 @@ impl Service {
     pub fn start(config: &Config) -> Result<Service, StartError> {
         let listener =
             TcpListener::bind(config.listen).map_err(|e| StartError::Listen(config.listen, e))?;
+        deepen_backlog(&listener, config.clients.max_connections);
         let (backend, cluster) = match &config.store {
             StoreChoice::Memory => {
                 let (coordinator, cluster) = start_cluster(config)?;
@@ -107,6 +108,26 @@ impl Service {
         if let Some(cluster) = self.cluster {
             cluster.stop();
         }
+    }
+}
+
+/// Most connections the kernel queues for accept (it caps this at
+/// net.core.somaxconn).
+pub const MAX_ACCEPT_BACKLOG: usize = 4096;
+
+/// std listens with a backlog of 128: a burst of new clients overflows it
+/// and their SYNs are dropped (a client then waits a second to retry).
+/// Listening again on the bound socket raises it, up to what
+/// `--max-connections` can take.
+fn deepen_backlog(listener: &TcpListener, max_connections: usize) {
+    use std::os::fd::AsRawFd;
+    let backlog = max_connections.clamp(128, MAX_ACCEPT_BACKLOG) as i32;
+    // SAFETY: listen(2) on a socket we own; it only changes its queue size.
+    if unsafe { libc::listen(listener.as_raw_fd(), backlog) } != 0 {
+        crate::log!(
+            "warning: cannot raise the accept backlog: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -172,6 +193,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals =
         signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(StartError::Signals)?;
+    crate::allocator::tune();
     let open_files = crate::rlimit::raise_open_files(config.clients.max_connections);
     let service = Service::start(config)?;
     service.announce();

@@ -11,7 +11,8 @@
 //! that the id still means that name ([`Tenants::is_current`]).
 
 use parking_lot::RwLock;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -50,8 +51,11 @@ pub struct Tenants {
 struct Inner {
     ids: HashMap<Arc<str>, TenantId>,
     slots: Vec<Slot>,
-    /// Ids of forgotten names, used again before new ones.
-    free: Vec<TenantId>,
+    /// Ids of forgotten names, used again before new ones, lowest first so
+    /// ids stay dense and the tables indexed by them stay small.
+    free: BinaryHeap<Reverse<TenantId>>,
+    /// Names given an id since start.
+    added: u64,
     /// Every name that gets an id gets the next generation: a tag names one
     /// use of an id, never repeated.
     next_generation: u64,
@@ -164,6 +168,11 @@ impl Tenants {
         self.inner.read().ids.len()
     }
 
+    /// Names given an id since start (new names, including reuses of ids).
+    pub fn added(&self) -> u64 {
+        self.inner.read().added
+    }
+
     /// The name of an id.
     pub fn name(&self, id: TenantId) -> Option<Arc<str>> {
         self.inner.read().slots.get(id.index())?.name.clone()
@@ -171,9 +180,15 @@ impl Tenants {
 
     /// Forgets names no item holds, so their memory goes and their ids are
     /// reused. `keep_unused` gets every unpinned name's id and keeps those
-    /// no item holds; it runs while no write can pin or intern, so what it
-    /// reads of the nodes cannot change under it. Returns how many went.
-    pub fn sweep(&self, keep_unused: impl FnOnce(&mut Vec<TenantId>)) -> usize {
+    /// no item holds; then `trimmed` learns how many ids remain (every id
+    /// from there up is free). Both run while no write can pin or intern,
+    /// so what they read of the nodes cannot change under them. Returns how
+    /// many names went.
+    pub fn sweep(
+        &self,
+        keep_unused: impl FnOnce(&mut Vec<TenantId>),
+        trimmed: impl FnOnce(usize),
+    ) -> usize {
         let mut guard = self.inner.write();
         let inner = &mut *guard;
         let mut unused: Vec<TenantId> = inner
@@ -187,10 +202,11 @@ impl Tenants {
         for &id in &unused {
             if let Some(name) = inner.slots.get_mut(id.index()).and_then(|s| s.name.take()) {
                 inner.ids.remove(&name);
-                inner.free.push(id);
+                inner.free.push(Reverse(id));
             }
         }
         inner.shrink();
+        trimmed(inner.slots.len());
         unused.len()
     }
 }
@@ -223,8 +239,9 @@ impl Inner {
             return id;
         }
         let name: Arc<str> = Arc::from(name);
+        self.added += 1;
         let id = match self.free.pop() {
-            Some(id) => id,
+            Some(Reverse(id)) => id,
             None => {
                 // Ids are u32; more than 4 billion live tenants would need
                 // far more memory than the boxes this runs on have.
@@ -256,7 +273,7 @@ impl Inner {
             self.slots.pop();
         }
         let end = self.slots.len();
-        self.free.retain(|id| id.index() < end);
+        self.free.retain(|Reverse(id)| id.index() < end);
         if self.free.capacity() > 64 && self.free.len() < self.free.capacity() / 4 {
             self.free.shrink_to_fit();
         }
@@ -291,10 +308,13 @@ mod tests {
         let pinned = tenants.pin_all(["a", "b", "a"]);
         assert_eq!(pinned.distinct.len(), 2);
         let a = tenants.lookup("a").unwrap();
-        assert_eq!(tenants.sweep(|_| {}), 0, "pinned names stay");
+        assert_eq!(tenants.sweep(|_| {}, |_| {}), 0, "pinned names stay");
         tenants.unpin(&pinned.distinct);
         // "b" still has items somewhere; "a" has none.
-        assert_eq!(tenants.sweep(|unused| unused.retain(|&id| id == a.id)), 1);
+        assert_eq!(
+            tenants.sweep(|unused| unused.retain(|&id| id == a.id), |_| {}),
+            1
+        );
         assert!(tenants.lookup("a").is_none());
         assert!(!tenants.is_current(a), "a stale tag is noticed");
         let reused = tenants.intern_all(["z"])[0];
@@ -311,7 +331,7 @@ mod tests {
             let names: Vec<String> = (0..1_000).map(|i| format!("r{round}-{i}")).collect();
             let pinned = tenants.pin_all(names.iter().map(String::as_str));
             tenants.unpin(&pinned.distinct);
-            tenants.sweep(|_| {});
+            tenants.sweep(|_| {}, |_| {});
         }
         assert_eq!(tenants.live(), 0);
         assert_eq!(tenants.len(), 0, "trailing free slots are dropped");

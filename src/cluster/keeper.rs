@@ -19,8 +19,8 @@ pub const TICK: Duration = Duration::from_millis(100);
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// ...and only once this many names were added since the last sweep (or
 /// at every [`SWEEP_IDLE_INTERVAL`]), so a large stable table is not
-/// scanned every second.
-pub const SWEEP_GROWTH: usize = 1024;
+/// scanned every second. After a sweep, free memory goes back to the system.
+pub const SWEEP_GROWTH: u64 = 1024;
 pub const SWEEP_IDLE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The keeper thread and the signal that stops it.
@@ -50,7 +50,7 @@ impl Keeper {
 
 fn run(cluster: &Weak<Cluster>, detached: &Receiver<NodeId>, stopped: &Receiver<()>) {
     let mut last_sweep = Instant::now();
-    let mut names_at_sweep = 0;
+    let mut added_at_sweep = 0u64;
     loop {
         select! {
             recv(stopped) -> _ => return,
@@ -61,13 +61,14 @@ fn run(cluster: &Weak<Cluster>, detached: &Receiver<NodeId>, stopped: &Receiver<
             return;
         };
         cluster.bring_back_detached();
-        let names = cluster.tenants.len();
+        let added = cluster.tenants.added();
         let since = last_sweep.elapsed();
         if since >= SWEEP_IDLE_INTERVAL
-            || (since >= SWEEP_INTERVAL && names >= names_at_sweep + SWEEP_GROWTH)
+            || (since >= SWEEP_INTERVAL && added >= added_at_sweep + SWEEP_GROWTH)
         {
             cluster.sweep_tenants();
-            names_at_sweep = cluster.tenants.len();
+            crate::allocator::give_back();
+            added_at_sweep = added;
             last_sweep = Instant::now();
         }
     }
@@ -104,10 +105,19 @@ impl Cluster {
     pub(super) fn sweep_tenants(&self) {
         let _change = self.changes.lock();
         let roster = self.roster();
-        self.tenants.sweep(|unused| {
-            for node in roster.live() {
-                node.view().keep_unused(unused);
-            }
-        });
+        self.tenants.sweep(
+            |unused| {
+                for node in roster.live() {
+                    node.view().keep_unused(unused);
+                }
+            },
+            // Ids past the table's end are free everywhere: the views drop
+            // their counts (while no name can take such an id).
+            |ids| {
+                for node in roster.live() {
+                    node.view().trim(ids);
+                }
+            },
+        );
     }
 }

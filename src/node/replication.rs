@@ -86,6 +86,18 @@ impl View {
         self.state.lock().count(tenant)
     }
 
+    /// Drops the counts of ids from `ids` up (they are all zero: the
+    /// tenants table forgot them), giving their memory back.
+    pub fn trim(&self, ids: usize) {
+        let mut state = self.state.lock();
+        if state.by_tenant.len() > ids {
+            state.by_tenant.truncate(ids);
+            if state.by_tenant.capacity() > 2 * ids.max(64) {
+                state.by_tenant.shrink_to_fit();
+            }
+        }
+    }
+
     /// Keeps in `tenants` only those with no item here.
     pub fn keep_unused(&self, tenants: &mut Vec<TenantId>) {
         let state = self.state.lock();
