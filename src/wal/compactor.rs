@@ -1,9 +1,10 @@
 //! The compactor thread: folds the snapshot and the closed log segments into
 //! a new snapshot, so disk use follows the live data.
 
+use super::record::{self, Encoder};
 use super::recovery::{self, Recovered, Tail};
 use super::writer::WriterMessage;
-use super::{SNAPSHOT_FILE, SNAPSHOT_MAGIC, WalError, WalStats, file_len, record, sync_dir};
+use super::{SNAPSHOT_FILE, WalError, WalStats, file_len, sync_dir};
 use crate::tenants::Tenants;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use parking_lot::Mutex;
@@ -95,10 +96,11 @@ impl Compactor {
         let temp = self.dir.join(SNAPSHOT_TEMP_FILE);
         let io_error = |e| WalError::io(&temp, e);
         let mut file = BufWriter::new(File::create(&temp).map_err(io_error)?);
-        let mut written = (SNAPSHOT_MAGIC.len() + 8) as u64;
-        file.write_all(SNAPSHOT_MAGIC)
-            .and_then(|()| file.write_all(&first_kept.to_le_bytes()))
-            .map_err(io_error)?;
+        let seed = record::process_seed();
+        let header = record::snapshot_header(seed, first_kept);
+        file.write_all(&header).map_err(io_error)?;
+        let mut written = header.len() as u64;
+        let mut encoder = Encoder::new(seed);
         let mut out = Vec::new();
         let mut failed = Ok(());
         state.store.for_each_shard(|entries| {
@@ -107,14 +109,14 @@ impl Compactor {
                     return;
                 }
                 out.clear();
-                record::encode_batch(&mut out, chunk, |id| tenants.name(id).unwrap_or_default());
+                encoder.batch(&mut out, chunk, |id| tenants.name(id).unwrap_or_default());
                 failed = file.write_all(&out);
                 written += out.len() as u64;
             }
         });
         failed.map_err(io_error)?;
         out.clear();
-        record::encode_end(&mut out, state.store.len());
+        encoder.end(&mut out, state.store.len());
         file.write_all(&out).map_err(io_error)?;
         written += out.len() as u64;
         let file = file.into_inner().map_err(|e| io_error(e.into_error()))?;

@@ -8,6 +8,17 @@
 //!   DIR/wal-<N>.log ...         records appended since, one segment per rotation
 //! ```
 //!
+//! ```text
+//!   mod.rs       Wal: open (lock, recover, start threads), append, load; errors, stats
+//!   record.rs    format 2: file headers, stuffed records, payloads
+//!   legacy.rs    format 1, read only (data dirs of earlier versions)
+//!   cobs.rs      the byte stuffing that keeps 0x00 out of records
+//!   crc.rs       CRC-32, seeded and over ranges
+//!   recovery.rs  reading a dir back; the torn-tail rule
+//!   writer.rs    the writer thread: group commit
+//!   compactor.rs the compactor thread: snapshot + closed segments -> snapshot
+//! ```
+//!
 //! A POST's batch is encoded as one record and handed to the writer thread
 //! while the nodes store it; the POST answers 200 only after both. The writer
 //! takes every record waiting, writes them with one `write`, and (with
@@ -16,20 +27,26 @@
 //! folds the snapshot and the closed segments into a new snapshot, and
 //! deletes those segments, so disk use follows the live data.
 
+mod cobs;
 mod compactor;
+pub mod crc;
+pub mod legacy;
 pub mod record;
 pub mod recovery;
+#[cfg(test)]
+mod testing;
 mod writer;
 
 use crate::tenants::Tenants;
 use compactor::Compactor;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use parking_lot::Mutex;
+use record::Damage;
 pub use recovery::Recovered;
 use recovery::Tail;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,7 +56,6 @@ use writer::{Writer, WriterMessage};
 
 pub const LOCK_FILE: &str = "LOCK";
 pub const SNAPSHOT_FILE: &str = "snapshot";
-pub const SNAPSHOT_MAGIC: &[u8] = b"DCSNAP01";
 /// Records waiting for the writer before POSTs wait to hand theirs over.
 pub const WRITER_QUEUE: usize = 1024;
 
@@ -66,7 +82,9 @@ pub enum WalError {
     Corrupt {
         path: PathBuf,
         offset: u64,
-        why: String,
+        why: Damage,
+        /// Where a valid record starts after the bad one, if one does.
+        valid_after: Option<u64>,
     },
     /// The writer has stopped (shutdown, or an earlier write error).
     Closed,
@@ -91,17 +109,32 @@ impl fmt::Display for WalError {
                 path.parent().unwrap_or(path).display(),
                 path.display()
             ),
-            WalError::Corrupt { path, offset, why } => write!(
-                f,
-                "{} is damaged at offset {offset}: {why}; refusing to start rather than serve wrong counts",
-                path.display()
-            ),
+            WalError::Corrupt {
+                path,
+                offset,
+                why,
+                valid_after,
+            } => {
+                write!(f, "{} is damaged at offset {offset}: {why}", path.display())?;
+                if let Some(valid) = valid_after {
+                    write!(f, ", and a valid record follows at offset {valid}")?;
+                }
+                f.write_str("; refusing to start rather than serve wrong counts")
+            }
             WalError::Closed => f.write_str("the log writer has stopped"),
         }
     }
 }
 
-impl std::error::Error for WalError {}
+impl std::error::Error for WalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WalError::Io { error, .. } => Some(error),
+            WalError::Corrupt { why, .. } => Some(why),
+            WalError::Locked { .. } | WalError::Closed => None,
+        }
+    }
+}
 
 /// Counters for `/metrics`.
 #[derive(Default)]
@@ -163,7 +196,13 @@ impl Wal {
         let lock = lock(dir)?;
         let started = Instant::now();
         let (recovered, next_segment) = recovery::read_all(dir, Tail::Truncate, tenants)?;
-        let items = recovered.store.len();
+        crate::log!(
+            "recovery: {} items from {} in {} ms ({} bytes checked)",
+            recovered.store.len(),
+            dir.display(),
+            started.elapsed().as_millis(),
+            recovered.checked_bytes
+        );
         let stats = Arc::new(WalStats::default());
         stats
             .snapshot_bytes
@@ -173,11 +212,6 @@ impl Wal {
             .map(|(_, path)| file_len(path))
             .sum();
         stats.log_bytes.store(log_bytes, Ordering::Relaxed);
-        crate::log!(
-            "recovery: {items} items from {} in {} ms",
-            dir.display(),
-            started.elapsed().as_millis()
-        );
         let segment = create_segment(dir, next_segment)?;
         let (writer_queue, writer_inbox) = bounded(WRITER_QUEUE);
         let (compact_trigger, compact_requests) = bounded(1);
@@ -275,15 +309,27 @@ fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("wal-{number:016}.log"))
 }
 
+/// Creates segment `number` with its header, synced with its name. On
+/// failure the file is removed: a segment after the one being written
+/// would make that one's torn tail look like damage.
 fn create_segment(dir: &Path, number: u64) -> Result<File, WalError> {
     let path = segment_path(dir, number);
-    let file = OpenOptions::new()
+    let header = record::segment_header(record::process_seed());
+    let created = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
-        .map_err(|e| WalError::io(&path, e))?;
-    sync_dir(dir)?;
-    Ok(file)
+        // A file of this number can only be left by a creation that failed.
+        .and_then(|file| file.set_len(0).map(|()| file))
+        .and_then(|mut file| file.write_all(&header).map(|()| file))
+        .and_then(|file| file.sync_all().map(|()| file))
+        .map_err(|e| WalError::io(&path, e))
+        .and_then(|file| sync_dir(dir).map(|()| file));
+    if created.is_err() {
+        let _ = fs::remove_file(&path);
+        let _ = sync_dir(dir);
+    }
+    created
 }
 
 /// Makes a created, renamed or deleted file's name durable.
