@@ -51,6 +51,9 @@ pub const MAX_PAYLOAD_BYTES: usize = 1 << 30;
 /// Most entries written as one record: even with a distinct 1 KiB tenant
 /// per entry, a record stays under [`MAX_PAYLOAD_BYTES`].
 pub const MAX_ENTRIES_PER_RECORD: usize = 1 << 18;
+/// Highest segment number: segment names have 16 digits, and one more
+/// segment can always be numbered.
+pub const MAX_SEGMENT_NUMBER: u64 = 9_999_999_999_999_999;
 const KIND_BATCH: u8 = 1;
 const KIND_END: u8 = 2;
 
@@ -88,6 +91,7 @@ pub enum Damage {
     UnknownFormat,
     NotASnapshot,
     NotABatch,
+    SegmentNumberTooHigh,
 }
 
 impl fmt::Display for Damage {
@@ -115,6 +119,7 @@ impl fmt::Display for Damage {
             }
             Damage::NotASnapshot => "not a snapshot file",
             Damage::NotABatch => "not a batch record",
+            Damage::SegmentNumberTooHigh => "segment number out of range",
         })
     }
 }
@@ -301,6 +306,10 @@ pub fn snapshot_format(bytes: &[u8]) -> Result<SnapshotFormat, Damage> {
     } else {
         return Err(Damage::NotASnapshot);
     };
+    let (SnapshotFormat::One { next_segment } | SnapshotFormat::Two { next_segment, .. }) = format;
+    if next_segment > MAX_SEGMENT_NUMBER {
+        return Err(Damage::SegmentNumberTooHigh);
+    }
     Ok(format)
 }
 
@@ -404,7 +413,9 @@ pub struct Batch<'a> {
 }
 
 /// Decodes a batch payload (of either format). Every entry's tenant index
-/// names one of the record's tenants.
+/// names one of the record's tenants, and every version is one we could
+/// have handed out: checked here so that no reader (startup, compaction, a
+/// node restarted from disk) can skip it.
 pub fn decode_batch(payload: &[u8]) -> Result<Batch<'_>, Damage> {
     const SHORT: Damage = Damage::PayloadTooShort;
     let mut reader = Reader::new(payload);
@@ -424,6 +435,11 @@ pub fn decode_batch(payload: &[u8]) -> Result<Batch<'_>, Damage> {
         .map_err(|_| Damage::EntryCountMismatch)?;
     if entries.iter().any(|e| e.tenant as usize >= names.len()) {
         return Err(Damage::TenantIndexOutOfRange);
+    }
+    if entries.iter().any(|e| !e.version.is_valid()) {
+        // We never hand out such a version: the record was not written by
+        // us, and new writes ordered after it would wrap around.
+        return Err(Damage::VersionTooHigh);
     }
     Ok(Batch { names, entries })
 }
@@ -539,6 +555,22 @@ mod tests {
     }
 
     #[test]
+    fn versions_from_2_63_up_are_damage() {
+        let names: [Arc<str>; 1] = [Arc::from("t")];
+        for (version, ok) in [(i64::MAX as u64, true), (1 << 63, false), (u64::MAX, false)] {
+            let mut payload = Vec::new();
+            batch_payload(&mut payload, &[entry(1, version, 0)], |k| {
+                names[k.index()].clone()
+            });
+            let decoded = decode_batch(&payload);
+            assert_eq!(decoded.is_ok(), ok, "version {version}");
+            if !ok {
+                assert_eq!(decoded, Err(Damage::VersionTooHigh));
+            }
+        }
+    }
+
+    #[test]
     fn chunks_cut_at_every_record_end() {
         let cut: Vec<_> = chunks(b"ab\0\0c")
             .map(|c| (c.offset, c.bytes.to_vec(), c.ended))
@@ -588,6 +620,8 @@ mod tests {
             snapshot_format(&old),
             Ok(SnapshotFormat::One { next_segment: 3 })
         );
+        old[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(snapshot_format(&old), Err(Damage::SegmentNumberTooHigh));
         assert_eq!(snapshot_format(b"garbage"), Err(Damage::NotASnapshot));
         assert_eq!(
             snapshot_format(b"DCSNAP03........"),

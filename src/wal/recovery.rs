@@ -45,12 +45,7 @@ impl Default for Recovered {
 
 impl Recovered {
     /// Applies one batch record; its tenant names are interned once each.
-    fn apply(&mut self, batch: &Batch<'_>, tenants: &Tenants) -> Result<usize, Damage> {
-        if batch.entries.iter().any(|e| !e.version.is_valid()) {
-            // We never hand out such a version: the record was not written
-            // by us, and new writes ordered after it would wrap around.
-            return Err(Damage::VersionTooHigh);
-        }
+    fn apply(&mut self, batch: &Batch<'_>, tenants: &Tenants) -> usize {
         let ids = tenants.intern_all(batch.names.iter().copied());
         let entries: Vec<Entry> = batch
             .entries
@@ -65,13 +60,13 @@ impl Recovered {
             self.max_version = self.max_version.max(max);
         }
         self.store.apply(&entries, |_, _| {});
-        Ok(entries.len())
+        entries.len()
     }
 
     /// Decodes and applies a batch payload; returns its number of entries.
     fn apply_payload(&mut self, payload: &[u8], tenants: &Tenants) -> Result<usize, Damage> {
         let batch = record::decode_batch(payload)?;
-        self.apply(&batch, tenants)
+        Ok(self.apply(&batch, tenants))
     }
 }
 
@@ -131,13 +126,20 @@ pub fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
     for entry in listing {
         let entry = entry.map_err(|e| WalError::io(dir, e))?;
         let name = entry.file_name();
-        let number = name
+        let Some(digits) = name
             .to_str()
             .and_then(|n| n.strip_prefix("wal-"))
             .and_then(|n| n.strip_suffix(".log"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(number) = number {
-            found.push((number, entry.path()));
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        match digits.parse::<u64>() {
+            Ok(number) if number <= record::MAX_SEGMENT_NUMBER => {
+                found.push((number, entry.path()))
+            }
+            // One more segment could not be numbered after it.
+            _ => return Err(bad_at(0, Damage::SegmentNumberTooHigh).into_error(&entry.path())),
         }
     }
     found.sort();
@@ -690,5 +692,13 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn segment_numbers_that_cannot_be_followed_are_refused() {
+        let dir = TempDir::new("numbers");
+        let path = write(&dir, "wal-99999999999999999999.log", &segment(&[]));
+        let (at, _, why, _) = corrupt_at(read(&dir, Tail::Truncate).err().unwrap());
+        assert_eq!((at, why), (path, Damage::SegmentNumberTooHigh));
     }
 }
