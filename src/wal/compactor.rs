@@ -48,10 +48,7 @@ impl Compactor {
         self.writer_queue
             .send(WriterMessage::Rotate(done))
             .map_err(|_| WalError::Closed)?;
-        let first_kept = wait
-            .recv()
-            .map_err(|_| WalError::Closed)?
-            .map_err(|e| WalError::io(&self.dir, e))?;
+        let first_kept = wait.recv().map_err(|_| WalError::Closed)??;
         // Names are interned in a table of the compaction's own, so it
         // never touches (or pins) the service's.
         let tenants = Tenants::new();

@@ -15,7 +15,7 @@
 //!   cobs.rs      the byte stuffing that keeps 0x00 out of records
 //!   crc.rs       CRC-32, seeded and over ranges
 //!   recovery.rs  reading a dir back; the torn-tail rule
-//!   writer.rs    the writer thread: group commit
+//!   writer.rs    the writer thread: group commit, and what a failed write does
 //!   compactor.rs the compactor thread: snapshot + closed segments -> snapshot
 //! ```
 //!
@@ -26,6 +26,11 @@
 //! When the log outgrows the snapshot, the compactor thread rotates the log,
 //! folds the snapshot and the closed segments into a new snapshot, and
 //! deletes those segments, so disk use follows the live data.
+//!
+//! A write or sync that fails (a full disk) fails the POSTs of that group
+//! only: the writer cuts the segment back to its last good length and goes
+//! on, and [`Wal::failure`] says the log cannot be written (for `/health`
+//! and `/metrics`) until a write succeeds again.
 
 mod cobs;
 mod compactor;
@@ -51,13 +56,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
-use writer::{Writer, WriterMessage};
+use std::time::{Duration, Instant};
+use writer::{Segment, Writer, WriterMessage};
 
 pub const LOCK_FILE: &str = "LOCK";
 pub const SNAPSHOT_FILE: &str = "snapshot";
 /// Records waiting for the writer before POSTs wait to hand theirs over.
 pub const WRITER_QUEUE: usize = 1024;
+/// While the log cannot be written and no POST comes, the writer tries a
+/// write this often, so `/health` turns OK again by itself once space is
+/// back (a load balancer that stopped sending POSTs on a KO would
+/// otherwise keep it KO forever).
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// When the writer syncs the log to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +96,7 @@ pub enum WalError {
         /// Where a valid record starts after the bad one, if one does.
         valid_after: Option<u64>,
     },
-    /// The writer has stopped (shutdown, or an earlier write error).
+    /// The writer has stopped (shutdown).
     Closed,
 }
 
@@ -136,7 +146,27 @@ impl std::error::Error for WalError {
     }
 }
 
-/// Counters for `/metrics`.
+/// The log cannot be written: since when, and the last error.
+#[derive(Debug, Clone)]
+pub struct LogFailure {
+    pub dir: PathBuf,
+    pub since: Instant,
+    pub error: String,
+}
+
+impl fmt::Display for LogFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot write the log in {} for {} s: {} (writes are refused until it can)",
+            self.dir.display(),
+            self.since.elapsed().as_secs(),
+            self.error
+        )
+    }
+}
+
+/// Counters and state for `/metrics` and `/health`.
 #[derive(Default)]
 pub struct WalStats {
     pub fsyncs: AtomicU64,
@@ -146,14 +176,44 @@ pub struct WalStats {
     pub log_bytes: AtomicU64,
     pub snapshot_bytes: AtomicU64,
     pub compactions: AtomicU64,
+    /// Groups of POSTs whose write or sync failed.
+    pub write_errors: AtomicU64,
+    failure: Mutex<Option<LogFailure>>,
 }
 
 impl WalStats {
-    fn record_fsync(&self, started: Instant) {
-        let nanos = started.elapsed().as_nanos() as u64;
+    fn record_fsync(&self, took: Duration) {
+        let nanos = took.as_nanos() as u64;
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
         self.fsync_max_nanos.fetch_max(nanos, Ordering::Relaxed);
+    }
+
+    /// Whether the last write of the log (a group, or a probe) succeeded.
+    pub fn is_healthy(&self) -> bool {
+        self.failure.lock().is_none()
+    }
+
+    pub fn failure(&self) -> Option<LogFailure> {
+        self.failure.lock().clone()
+    }
+
+    /// Notes a failed write; true if the log was healthy until now.
+    fn mark_failing(&self, dir: &Path, error: &io::Error) -> bool {
+        let mut failure = self.failure.lock();
+        let started = failure.is_none();
+        let since = failure.as_ref().map_or_else(Instant::now, |f| f.since);
+        *failure = Some(LogFailure {
+            dir: dir.to_path_buf(),
+            since,
+            error: error.to_string(),
+        });
+        started
+    }
+
+    /// Notes a successful write; how long the log was failing, if it was.
+    fn mark_healthy(&self) -> Option<Duration> {
+        self.failure.lock().take().map(|f| f.since.elapsed())
     }
 }
 
@@ -169,18 +229,11 @@ pub struct Wal {
 }
 
 /// A record handed to the writer; [`Pending::wait`] returns once it is on disk.
-pub struct Pending(Receiver<io::Result<()>>);
+pub struct Pending(Receiver<Result<(), WalError>>);
 
 impl Pending {
     pub fn wait(self) -> Result<(), WalError> {
-        match self.0.recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(WalError::Io {
-                path: PathBuf::from("the log"),
-                error,
-            }),
-            Err(_) => Err(WalError::Closed),
-        }
+        self.0.recv().map_err(|_| WalError::Closed)?
     }
 }
 
@@ -213,16 +266,27 @@ impl Wal {
             .sum();
         stats.log_bytes.store(log_bytes, Ordering::Relaxed);
         let segment = create_segment(dir, next_segment)?;
+        let wal = Wal::start(dir, segment, policy, stats, lock)?;
+        Ok((wal, recovered))
+    }
+
+    fn start(
+        dir: &Path,
+        segment: Segment,
+        policy: FsyncPolicy,
+        stats: Arc<WalStats>,
+        lock: File,
+    ) -> Result<Wal, WalError> {
         let (writer_queue, writer_inbox) = bounded(WRITER_QUEUE);
         let (compact_trigger, compact_requests) = bounded(1);
         let files = Arc::new(Mutex::new(()));
         let writer = Writer {
             dir: dir.to_path_buf(),
-            file: segment,
-            number: next_segment,
+            segment,
             policy,
             stats: stats.clone(),
             compact_trigger,
+            probe_every: PROBE_INTERVAL,
         };
         let writer = thread::Builder::new()
             .name("wal-writer".into())
@@ -238,7 +302,7 @@ impl Wal {
             .name("wal-compact".into())
             .spawn(move || compactor.run(&compact_requests))
             .map_err(|e| WalError::io(dir, e))?;
-        let wal = Wal {
+        Ok(Wal {
             dir: dir.to_path_buf(),
             writer_queue,
             files,
@@ -246,8 +310,7 @@ impl Wal {
             writer: Some(writer),
             compactor: Some(compactor),
             _lock: lock,
-        };
-        Ok((wal, recovered))
+        })
     }
 
     /// Hands a record (from [`record::encode_batch`]) to the writer.
@@ -269,6 +332,11 @@ impl Wal {
 
     pub fn stats(&self) -> &WalStats {
         &self.stats
+    }
+
+    /// Why the log cannot be written now, if it cannot.
+    pub fn failure(&self) -> Option<LogFailure> {
+        self.stats.failure()
     }
 }
 
@@ -312,7 +380,7 @@ fn segment_path(dir: &Path, number: u64) -> PathBuf {
 /// Creates segment `number` with its header, synced with its name. On
 /// failure the file is removed: a segment after the one being written
 /// would make that one's torn tail look like damage.
-fn create_segment(dir: &Path, number: u64) -> Result<File, WalError> {
+fn create_segment(dir: &Path, number: u64) -> Result<Segment, WalError> {
     let path = segment_path(dir, number);
     let header = record::segment_header(record::process_seed());
     let created = OpenOptions::new()
@@ -325,11 +393,19 @@ fn create_segment(dir: &Path, number: u64) -> Result<File, WalError> {
         .and_then(|file| file.sync_all().map(|()| file))
         .map_err(|e| WalError::io(&path, e))
         .and_then(|file| sync_dir(dir).map(|()| file));
-    if created.is_err() {
-        let _ = fs::remove_file(&path);
-        let _ = sync_dir(dir);
+    match created {
+        Ok(file) => Ok(Segment::new(
+            Box::new(file),
+            number,
+            path,
+            header.len() as u64,
+        )),
+        Err(e) => {
+            let _ = fs::remove_file(&path);
+            let _ = sync_dir(dir);
+            Err(e)
+        }
     }
-    created
 }
 
 /// Makes a created, renamed or deleted file's name durable.
