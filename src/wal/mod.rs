@@ -3,8 +3,8 @@
 //!
 //! ```text
 //!   DIR/LOCK                    held (flock) while a process uses DIR
-//!   DIR/snapshot                every item up to segment N (written to a temporary
-//!                               file, synced, renamed)
+//!   DIR/snapshot                every item up to segment N (written to
+//!                               DIR/snapshot.tmp, synced, renamed)
 //!   DIR/wal-<N>.log ...         records appended since, one segment per rotation
 //! ```
 //!
@@ -61,6 +61,8 @@ use writer::{Segment, Writer, WriterMessage};
 
 pub const LOCK_FILE: &str = "LOCK";
 pub const SNAPSHOT_FILE: &str = "snapshot";
+/// Where compaction writes the next snapshot before renaming it.
+pub const SNAPSHOT_TEMP_FILE: &str = "snapshot.tmp";
 /// Records waiting for the writer before POSTs wait to hand theirs over.
 pub const WRITER_QUEUE: usize = 1024;
 /// While the log cannot be written and no POST comes, the writer tries a
@@ -178,6 +180,7 @@ pub struct WalStats {
     pub compactions: AtomicU64,
     /// Groups of POSTs whose write or sync failed.
     pub write_errors: AtomicU64,
+    pub compaction_errors: AtomicU64,
     failure: Mutex<Option<LogFailure>>,
 }
 
@@ -247,6 +250,7 @@ impl Wal {
     ) -> Result<(Wal, Recovered), WalError> {
         fs::create_dir_all(dir).map_err(|e| WalError::io(dir, e))?;
         let lock = lock(dir)?;
+        remove_stale_snapshot(dir)?;
         let started = Instant::now();
         let (recovered, next_segment) = recovery::read_all(dir, Tail::Truncate, tenants)?;
         crate::log!(
@@ -369,6 +373,22 @@ fn lock(dir: &Path) -> Result<File, WalError> {
     }
 }
 
+/// A compaction that died with the process leaves its temporary file.
+fn remove_stale_snapshot(dir: &Path) -> Result<(), WalError> {
+    let temp = dir.join(SNAPSHOT_TEMP_FILE);
+    match fs::remove_file(&temp) {
+        Ok(()) => {
+            crate::log!(
+                "recovery: removed {} left by an unfinished compaction",
+                temp.display()
+            );
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(WalError::io(&temp, e)),
+    }
+}
+
 fn file_len(path: &Path) -> u64 {
     fs::metadata(path).map_or(0, |m| m.len())
 }
@@ -413,4 +433,18 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| WalError::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testing::TempDir;
+
+    #[test]
+    fn a_temporary_snapshot_left_by_a_crash_is_removed_at_startup() {
+        let dir = TempDir::new("stale");
+        fs::write(dir.path().join(SNAPSHOT_TEMP_FILE), b"half a snapshot").unwrap();
+        let (_wal, _) = Wal::open(dir.path(), FsyncPolicy::Always, &Tenants::new()).unwrap();
+        assert!(!dir.path().join(SNAPSHOT_TEMP_FILE).exists());
+    }
 }
