@@ -122,6 +122,10 @@ fn get_count(api: &Api, raw_tenant: &str) -> Answer {
 }
 
 fn health(api: &Api) -> Answer {
+    // A POST cannot be answered 200 while the log cannot be written.
+    if let Some(failure) = api.coordinator.wal().and_then(|wal| wal.failure()) {
+        return Answer::ko(503, failure);
+    }
     match api.coordinator.master() {
         Some(master) => Answer::json(
             200,
