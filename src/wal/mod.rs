@@ -438,7 +438,106 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use testing::TempDir;
+    use crate::store::Entry;
+    use crate::tenants::TenantId;
+    use crate::version::Version;
+    use testing::{TempDir, count};
+
+    /// Logs `ids` in `tenant` at versions from `first`, and waits until on disk.
+    fn log(wal: &Wal, tenant: &str, ids: std::ops::Range<i64>, first: u64) {
+        let entries: Vec<Entry> = ids
+            .enumerate()
+            .map(|(i, id)| Entry {
+                id,
+                version: Version::new(first + i as u64),
+                tenant: TenantId::new(0),
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        record::encode_batch(&mut bytes, &entries, |_| Arc::from(tenant));
+        wal.append(bytes).unwrap().wait().unwrap();
+    }
+
+    fn compactor(wal: &Wal) -> Compactor {
+        Compactor {
+            dir: wal.dir.clone(),
+            files: wal.files.clone(),
+            stats: wal.stats.clone(),
+            writer_queue: wal.writer_queue.clone(),
+        }
+    }
+
+    fn files(dir: &TempDir) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn counts(recovered: &Recovered, tenants: &Tenants) -> [u64; 3] {
+        ["a", "b", "c"].map(|t| count(recovered, tenants, t))
+    }
+
+    #[test]
+    fn compaction_folds_the_snapshot_and_closed_segments_into_one_snapshot() {
+        let dir = TempDir::new("compact");
+        let tenants = Tenants::new();
+        let (wal, _) = Wal::open(dir.path(), FsyncPolicy::Always, &tenants).unwrap();
+        log(&wal, "a", 0..100, 1);
+        log(&wal, "b", 50..150, 101);
+        let loaded = Tenants::new();
+        let before = counts(&wal.load(&loaded).unwrap(), &loaded);
+        assert_eq!(before, [50, 100, 0]);
+        assert_eq!(compactor(&wal).compact().unwrap(), 150);
+        assert_eq!(files(&dir), ["LOCK", "snapshot", &testing::segment_name(1)]);
+
+        log(&wal, "c", 1000..1001, 201);
+        assert_eq!(compactor(&wal).compact().unwrap(), 151);
+        assert_eq!(files(&dir), ["LOCK", "snapshot", &testing::segment_name(2)]);
+        assert_eq!(wal.stats().compactions.load(Ordering::Relaxed), 2);
+        let loaded = Tenants::new();
+        let after = counts(&wal.load(&loaded).unwrap(), &loaded);
+        assert_eq!(after, [before[0], before[1], 1]);
+        drop(wal);
+
+        let reopened = Tenants::new();
+        let (_wal, recovered) = Wal::open(dir.path(), FsyncPolicy::Always, &reopened).unwrap();
+        assert_eq!(counts(&recovered, &reopened), [50, 100, 1]);
+        assert_eq!(recovered.max_version, Version::new(201));
+    }
+
+    #[test]
+    fn new_files_are_written_in_format_2() {
+        let dir = TempDir::new("format");
+        let tenants = Tenants::new();
+        let (wal, _) = Wal::open(dir.path(), FsyncPolicy::Never, &tenants).unwrap();
+        log(&wal, "a", 0..3, 1);
+        compactor(&wal).compact().unwrap();
+        let segment = fs::read(dir.path().join(testing::segment_name(1))).unwrap();
+        assert!(segment.starts_with(record::SEGMENT_MAGIC));
+        let snapshot = fs::read(dir.path().join(SNAPSHOT_FILE)).unwrap();
+        assert!(snapshot.starts_with(record::SNAPSHOT_MAGIC));
+    }
+
+    #[test]
+    fn an_old_format_dir_is_upgraded_without_loss() {
+        let dir = TempDir::new("upgrade");
+        let old = testing::legacy_snapshot(1, &[(1, 1, "a"), (2, 2, "a")]);
+        fs::write(dir.path().join(SNAPSHOT_FILE), old).unwrap();
+        let segment = testing::legacy_frame(&testing::payload(&[(3, 3, "b")]));
+        fs::write(dir.path().join(testing::segment_name(1)), segment).unwrap();
+        let tenants = Tenants::new();
+        let (wal, recovered) = Wal::open(dir.path(), FsyncPolicy::Always, &tenants).unwrap();
+        assert_eq!(counts(&recovered, &tenants), [2, 1, 0]);
+        log(&wal, "c", 4..5, 4);
+        compactor(&wal).compact().unwrap();
+        drop(wal);
+        let reopened = Tenants::new();
+        let (_wal, recovered) = Wal::open(dir.path(), FsyncPolicy::Always, &reopened).unwrap();
+        assert_eq!(counts(&recovered, &reopened), [2, 1, 1]);
+    }
 
     #[test]
     fn a_temporary_snapshot_left_by_a_crash_is_removed_at_startup() {
@@ -446,5 +545,24 @@ mod tests {
         fs::write(dir.path().join(SNAPSHOT_TEMP_FILE), b"half a snapshot").unwrap();
         let (_wal, _) = Wal::open(dir.path(), FsyncPolicy::Always, &Tenants::new()).unwrap();
         assert!(!dir.path().join(SNAPSHOT_TEMP_FILE).exists());
+    }
+
+    #[test]
+    fn errors_name_their_cause() {
+        use std::error::Error;
+        let damaged = WalError::Corrupt {
+            path: PathBuf::from("d/wal-1.log"),
+            offset: 12,
+            why: Damage::ChecksumMismatch,
+            valid_after: Some(40),
+        };
+        assert_eq!(
+            damaged.to_string(),
+            "d/wal-1.log is damaged at offset 12: checksum mismatch, and a valid record \
+             follows at offset 40; refusing to start rather than serve wrong counts"
+        );
+        assert!(damaged.source().is_some());
+        let io = WalError::io(Path::new("d"), io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(io.source().is_some());
     }
 }
