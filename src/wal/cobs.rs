@@ -2,51 +2,62 @@
 //! never occurs in them, for one byte per 254.
 //!
 //! The encoding is a run of blocks, each a code byte `n` (1 to 255) and
-//! `n - 1` bytes copied as they are. A block with a code below 255 stands
-//! for its bytes followed by a 0x00 (except the last block); a 255 block
-//! stands for its 254 bytes alone. The log ends every stuffed record with a
-//! 0x00, so whatever bytes a record carries, a reader finds record starts by
-//! looking for 0x00 alone.
+//! `n - 1` data bytes. A block with a code below 255 stands for its bytes
+//! followed by a break (except the last block); a 255 block stands for its
+//! 254 bytes alone. The log ends every stuffed record with a 0x00, so
+//! whatever bytes a record carries, a reader finds record starts by looking
+//! for 0x00 alone.
+//!
+//! Data bytes are stored inverted (XOR 0xFF), so the byte that breaks a
+//! block is 0xFF, and 0x00 (inverted) can still never occur. Why: log
+//! payloads are mostly small little-endian integers, so 0x00 is their most
+//! common byte and 0xFF one of their rarest (UTF-8 names never hold it).
+//! Breaking on 0x00 made blocks of a byte or two and stuffing cost a step
+//! per byte; breaking on 0xFF makes blocks of up to 254 bytes, and stuffing
+//! is a copy. Bytes made of 0xFF (IDs of -1) cost what 0x00 did.
 
 /// Longest run of bytes one block carries.
 const MAX_RUN: usize = 254;
-/// The code of a block that carries [`MAX_RUN`] bytes and no zero.
+/// The code of a block that carries [`MAX_RUN`] bytes and no break.
 const FULL_BLOCK: u8 = 0xFF;
+/// The data byte that breaks blocks; stored bytes are data bytes XOR it.
+const BREAK: u8 = 0xFF;
 
 /// Bytes that [`encode`] writes for `len` bytes, at most.
 pub fn max_encoded_len(len: usize) -> usize {
     len + len / MAX_RUN + 1
 }
 
+/// Appends `run` inverted to `out`: no byte of a run is [`BREAK`], so none
+/// is written as 0x00.
+fn put_run(out: &mut Vec<u8>, run: &[u8]) {
+    out.extend(run.iter().map(|byte| byte ^ BREAK));
+}
+
 /// Appends the stuffed form of `data` to `out`; it holds no 0x00.
 pub fn encode(data: &[u8], out: &mut Vec<u8>) {
-    let start = out.len();
-    out.resize(start + max_encoded_len(data.len()), 0);
-    let stuffed = &mut out[start..];
-    // One pass; each block's code is filled in once its run is known.
-    let mut code_at = 0;
-    let mut written = 1;
-    let mut run = 0u8;
-    for &byte in data {
-        if byte == 0 {
-            stuffed[code_at] = run + 1;
-            code_at = written;
-            written += 1;
-            run = 0;
-            continue;
-        }
-        stuffed[written] = byte;
-        written += 1;
-        run += 1;
-        if usize::from(run) == MAX_RUN {
-            stuffed[code_at] = FULL_BLOCK;
-            code_at = written;
-            written += 1;
-            run = 0;
+    out.reserve(max_encoded_len(data.len()));
+    let mut rest = data;
+    loop {
+        let window = &rest[..rest.len().min(MAX_RUN)];
+        match window.iter().position(|&byte| byte == BREAK) {
+            Some(run) => {
+                out.push(run as u8 + 1);
+                put_run(out, &window[..run]);
+                rest = &rest[run + 1..];
+            }
+            None if window.len() == MAX_RUN => {
+                out.push(FULL_BLOCK);
+                put_run(out, window);
+                rest = &rest[MAX_RUN..];
+            }
+            None => {
+                out.push(window.len() as u8 + 1);
+                put_run(out, window);
+                return;
+            }
         }
     }
-    stuffed[code_at] = run + 1;
-    out.truncate(start + written);
 }
 
 /// The stuffed bytes do not decode: a block runs past their end, or they
@@ -67,10 +78,10 @@ pub fn decode(stuffed: &[u8], out: &mut Vec<u8>) -> Result<(), BadStuffing> {
         }
         let end = at + usize::from(code);
         let run = stuffed.get(at + 1..end).ok_or(BadStuffing)?;
-        out.extend_from_slice(run);
+        put_run(out, run);
         at = end;
         if code != FULL_BLOCK && at < stuffed.len() {
-            out.push(0);
+            out.push(BREAK);
         }
     }
     Ok(())
@@ -97,21 +108,27 @@ mod tests {
     #[test]
     fn known_encodings() {
         assert_eq!(round_trip(&[]), [1]);
-        assert_eq!(round_trip(&[0]), [1, 1]);
-        assert_eq!(round_trip(&[0, 0]), [1, 1, 1]);
-        assert_eq!(round_trip(&[0x11, 0x22, 0, 0x33]), [3, 0x11, 0x22, 2, 0x33]);
-        assert_eq!(round_trip(&[0x11, 0, 0]), [2, 0x11, 1, 1]);
+        assert_eq!(round_trip(&[0xFF]), [1, 1]);
+        assert_eq!(round_trip(&[0xFF, 0xFF]), [1, 1, 1]);
+        assert_eq!(round_trip(&[0, 0]), [3, 0xFF, 0xFF]);
+        assert_eq!(
+            round_trip(&[0x11, 0x22, 0xFF, 0x33]),
+            [3, 0xEE, 0xDD, 2, 0xCC]
+        );
+        assert_eq!(round_trip(&[0x11, 0xFF, 0xFF]), [2, 0xEE, 1, 1]);
     }
 
     #[test]
     fn runs_around_the_block_size_round_trip() {
         for len in [253, 254, 255, 508, 509, 1000] {
-            for zero_at in [None, Some(0), Some(253), Some(254), Some(len - 1)] {
-                let mut data: Vec<u8> = (0..len).map(|i| (i % 255 + 1) as u8).collect();
-                if let Some(at) = zero_at.filter(|&at| at < len) {
-                    data[at] = 0;
+            for break_at in [None, Some(0), Some(253), Some(254), Some(len - 1)] {
+                for fill in [0u8, 7] {
+                    let mut data: Vec<u8> = (0..len).map(|i| (i % 200) as u8 + fill).collect();
+                    if let Some(at) = break_at.filter(|&at| at < len) {
+                        data[at] = BREAK;
+                    }
+                    round_trip(&data);
                 }
-                round_trip(&data);
             }
         }
     }
@@ -127,12 +144,13 @@ mod tests {
         };
         for _ in 0..2000 {
             let len = next() % 1200;
-            // From mostly zeros to no zeros at all.
-            let zero_every = next() % 300 + 1;
+            // From mostly breaks or zeros to none at all.
+            let special_every = next() % 300 + 1;
             let data: Vec<u8> = (0..len)
-                .map(|_| match next() % zero_every {
+                .map(|_| match next() % special_every {
+                    0 if next() % 2 == 0 => BREAK,
                     0 => 0,
-                    _ => (next() % 255 + 1) as u8,
+                    _ => (next() % 254 + 1) as u8,
                 })
                 .collect();
             round_trip(&data);

@@ -12,16 +12,18 @@
 //!            and for kind 2 (end of a snapshot): entries u64
 //! ```
 //!
-//! All integers are little-endian. Each record names the tenants it uses, so
+//! All integers are little-endian. `cobs` is byte stuffing that stores the
+//! bytes inverted (see `cobs.rs`). Each record names the tenants it uses, so
 //! a record means the same thing whatever the in-memory tenant ids are.
 //!
 //! Why this framing: tenant names are client bytes and may hold anything,
-//! including a whole record. After stuffing ([`cobs`]) a record holds no
+//! including a whole record. After stuffing (`cobs.rs`) a record holds no
 //! 0x00, so a reader looking for records only ever looks right after a 0x00
 //! (or the header), never inside a payload, and reads each byte once. The
 //! seed is random per process and stored in each file's header: even bytes
 //! that do land at a record start (after a crash left zeros mid-record)
-//! cannot carry a checksum a client computed.
+//! cannot carry a checksum a client computed. (A name cannot even hold a
+//! whole stuffed record: every one holds 0xFF, which UTF-8 never does.)
 
 use super::cobs;
 use super::crc;
@@ -552,6 +554,25 @@ mod tests {
             .names[0]
             .to_string();
         assert_eq!(batch, name);
+    }
+
+    #[test]
+    fn no_record_is_valid_utf8() {
+        // Payload counts are small little-endian numbers, so every payload
+        // holds a 0x00, stored inverted as 0xFF, which UTF-8 never holds:
+        // no tenant name can carry a stuffed record.
+        let mut out = Vec::new();
+        Encoder::new(SEED).end(&mut out, 0);
+        assert!(std::str::from_utf8(&out).is_err());
+        for id in 0..1000 {
+            let names: [Arc<str>; 1] = [Arc::from("evil")];
+            let mut out = Vec::new();
+            Encoder::new(SEED).batch(&mut out, &[entry(id, 7, 0)], |k| names[k.index()].clone());
+            assert!(
+                out.contains(&0xFF) && std::str::from_utf8(&out).is_err(),
+                "id {id}"
+            );
+        }
     }
 
     #[test]

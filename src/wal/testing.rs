@@ -108,9 +108,25 @@ pub fn legacy_snapshot(next: u64, items: &[(i64, u64, &str)]) -> Vec<u8> {
 /// The first of `make(1)`, `make(2)`, ... that is valid UTF-8, as a
 /// client could send it in a tenant name.
 pub fn utf8_record(make: impl Fn(i64) -> Vec<u8>) -> String {
-    (1..)
+    (1..100_000)
         .find_map(|id| String::from_utf8(make(id)).ok())
-        .unwrap_or_default()
+        .expect("one in about 16 has a checksum of valid UTF-8")
+}
+
+/// The closest a tenant name comes to holding a format-2 record under
+/// `seed`: a stuffed record always holds 0xFF (see
+/// `record::tests::no_record_is_valid_utf8`), so a name can carry it with
+/// those bytes replaced, then the record's content (payload and checksum,
+/// what a reader would accept once unstuffed) and a record end.
+pub fn closest_to_a_record(seed: u64) -> String {
+    let stuffed = record(seed, &[(666, 7, "evil")]);
+    let content = utf8_record(|id| {
+        let mut content = payload(&[(id, 7, "evil")]);
+        let checksum = crc::seeded(seed, &content);
+        content.extend_from_slice(&checksum.to_le_bytes());
+        content
+    });
+    format!("{}{content}\0", String::from_utf8_lossy(&stuffed))
 }
 
 pub fn segment_name(number: u64) -> String {
