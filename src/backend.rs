@@ -9,7 +9,7 @@
 use crate::batch::Item;
 use crate::cluster::{Fault, FaultError, Role};
 use crate::version::Exhausted;
-use crate::wal::WalError;
+use crate::wal::{LogFailure, WalError};
 use serde::Serialize;
 use std::fmt;
 
@@ -80,6 +80,9 @@ pub enum BackendError {
     Unavailable(Unavailable),
     /// The log could not be written.
     Log(WalError),
+    /// The log cannot be written at the moment (a full disk): no write can
+    /// be acknowledged until it can.
+    LogDown(LogFailure),
     /// The version counter is exhausted.
     Versions(Exhausted),
     /// The external store failed (scale-out).
@@ -98,6 +101,7 @@ impl fmt::Display for BackendError {
         match self {
             BackendError::Unavailable(e) => e.fmt(f),
             BackendError::Log(e) => write!(f, "cannot write the log: {e}"),
+            BackendError::LogDown(failure) => failure.fmt(f),
             BackendError::Versions(e) => e.fmt(f),
             BackendError::Remote(e) => e.fmt(f),
         }
@@ -110,6 +114,7 @@ impl std::error::Error for BackendError {
             BackendError::Unavailable(e) => Some(e),
             BackendError::Log(e) => Some(e),
             BackendError::Versions(e) => Some(e),
+            BackendError::LogDown(_) => None,
             BackendError::Remote(e) => Some(e.as_ref()),
         }
     }

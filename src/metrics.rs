@@ -253,24 +253,34 @@ pub fn render_cluster(out: &mut String, service: &ClusterState<'_>) {
 fn render_wal(out: &mut String, wal: &WalStats) {
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     let seconds = |nanos: u64| nanos as f64 / 1e9;
-    let series: [(&str, &str, &str, String); 6] = [
+    // A summary without quantiles: its _sum and _count under one TYPE.
+    let _ = writeln!(
+        out,
+        "# HELP dc_wal_fsync_seconds Time spent in fsync of the log (one fsync per group of POSTs).\n\
+         # TYPE dc_wal_fsync_seconds summary\n\
+         dc_wal_fsync_seconds_sum {}\n\
+         dc_wal_fsync_seconds_count {}",
+        seconds(load(&wal.fsync_nanos)),
+        load(&wal.fsyncs)
+    );
+    let series: [(&str, &str, &str, String); 7] = [
         (
-            "dc_wal_fsync_seconds_sum",
-            "counter",
-            "Time spent in fsync of the log.",
-            seconds(load(&wal.fsync_nanos)).to_string(),
-        ),
-        (
-            "dc_wal_fsync_seconds_count",
-            "counter",
-            "Fsyncs of the log (one per group of POSTs).",
-            load(&wal.fsyncs).to_string(),
-        ),
-        (
-            "dc_wal_fsync_seconds_max",
+            "dc_wal_fsync_max_seconds",
             "gauge",
             "Longest fsync of the log since start.",
             seconds(load(&wal.fsync_max_nanos)).to_string(),
+        ),
+        (
+            "dc_wal_healthy",
+            "gauge",
+            "1 if the last write of the log succeeded, 0 while it cannot be written (POSTs get 503).",
+            u64::from(wal.is_healthy()).to_string(),
+        ),
+        (
+            "dc_wal_write_errors_total",
+            "counter",
+            "Groups of POSTs whose log write or sync failed (each POST of the group got 503).",
+            load(&wal.write_errors).to_string(),
         ),
         (
             "dc_wal_log_bytes",
@@ -289,6 +299,12 @@ fn render_wal(out: &mut String, wal: &WalStats) {
             "counter",
             "Snapshots written by compaction.",
             load(&wal.compactions).to_string(),
+        ),
+        (
+            "dc_wal_compaction_errors_total",
+            "counter",
+            "Compactions that failed (the log keeps growing until one succeeds).",
+            load(&wal.compaction_errors).to_string(),
         ),
     ];
     for (name, kind, help, value) in series {

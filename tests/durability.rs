@@ -277,7 +277,7 @@ fn metrics_show_fsync_latency_in_durable_mode() {
     for series in [
         "dc_wal_fsync_seconds_sum",
         "dc_wal_fsync_seconds_count 1",
-        "dc_wal_fsync_seconds_max",
+        "dc_wal_fsync_max_seconds",
         "dc_wal_log_bytes",
     ] {
         assert!(metrics.contains(series), "missing {series} in\n{metrics}");

@@ -501,7 +501,12 @@ impl Backend for Coordinator {
         Ok(self.read_count(tenant)?)
     }
 
+    /// A master serves, and the log (durable mode) can be written: a POST
+    /// cannot be answered 200 while it cannot.
     fn health(&self) -> Result<usize, BackendError> {
+        if let Some(failure) = self.wal.as_ref().and_then(Wal::failure) {
+            return Err(BackendError::LogDown(failure));
+        }
         self.master()
             .map(|id| id.0)
             .ok_or(Unavailable("no master is alive").into())
