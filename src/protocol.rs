@@ -17,6 +17,7 @@
 //! | 11 | `Hello` | none |
 //! | 10 | `Challenge` (node → coordinator) | 16-byte nonce |
 //! | 12 | `Proof` | 16-byte tag |
+//! | 131 | `Welcome` (node → coordinator) | none: the proof is accepted, frames may follow |
 //! | 1 | `Store` | `u64` request id, `u32` pieces, then per piece: `u64` first version of its batch, `u64` offset in the batch, `u32` n, n × entry (see [`crate::codec`]) |
 //! | 129 | `Stored` | `u64` request id: every piece is in the replication log |
 //! | 130 | `Refused` | `u64` request id: the log is full, nothing was taken |
@@ -48,6 +49,7 @@ const TAG_HELLO: u8 = 11;
 const TAG_PROOF: u8 = 12;
 const TAG_STORED: u8 = 129;
 const TAG_REFUSED: u8 = 130;
+const TAG_WELCOME: u8 = 131;
 
 /// What the coordinator sends a node.
 #[derive(Debug, PartialEq, Eq)]
@@ -69,6 +71,7 @@ pub enum Response {
     Challenge { nonce: [u8; NONCE_BYTES] },
     Stored { id: u64 },
     Refused { id: u64 },
+    Welcome,
 }
 
 /// A piece to encode: `entries` are the batch's items from `offset` on.
@@ -203,6 +206,7 @@ pub fn encode_response(out: &mut Vec<u8>, response: &Response) {
             start_frame(out, TAG_REFUSED);
             out.extend_from_slice(&id.to_le_bytes());
         }
+        Response::Welcome => start_frame(out, TAG_WELCOME),
     }
     finish_frame(out);
 }
@@ -271,6 +275,7 @@ impl Response {
             },
             TAG_STORED => Response::Stored { id: reader.u64()? },
             TAG_REFUSED => Response::Refused { id: reader.u64()? },
+            TAG_WELCOME => Response::Welcome,
             _ => return Err(FrameError::Malformed("unknown response tag")),
         };
         end(&reader)?;
@@ -369,6 +374,7 @@ mod tests {
             },
             Response::Stored { id: u64::MAX },
             Response::Refused { id: 1 },
+            Response::Welcome,
         ] {
             encode_response(&mut frame, &response);
             assert_eq!(Response::decode(&payload_of(&frame)).unwrap(), response);

@@ -17,10 +17,13 @@ use std::time::{Duration, Instant};
 pub const TICK: Duration = Duration::from_millis(100);
 /// Tenant names are swept at most this often...
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-/// ...and only once this many names were added since the last sweep (or
-/// at every [`SWEEP_IDLE_INTERVAL`]), so a large stable table is not
-/// scanned every second. After a sweep, free memory goes back to the system.
+/// ...and only once this many names were added since the last sweep, or
+/// any after [`SWEEP_SETTLE_INTERVAL`], or at every [`SWEEP_IDLE_INTERVAL`]:
+/// a large stable table is not scanned every second, and memory comes back
+/// soon after a churn of names ends. After a sweep, free memory goes back to
+/// the system.
 pub const SWEEP_GROWTH: u64 = 1024;
+pub const SWEEP_SETTLE_INTERVAL: Duration = Duration::from_secs(3);
 pub const SWEEP_IDLE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The keeper thread and the signal that stops it.
@@ -63,8 +66,10 @@ fn run(cluster: &Weak<Cluster>, detached: &Receiver<NodeId>, stopped: &Receiver<
         cluster.bring_back_detached();
         let added = cluster.tenants.added();
         let since = last_sweep.elapsed();
+        let grown = added.saturating_sub(added_at_sweep);
         if since >= SWEEP_IDLE_INTERVAL
-            || (since >= SWEEP_INTERVAL && added >= added_at_sweep + SWEEP_GROWTH)
+            || (since >= SWEEP_INTERVAL && grown >= SWEEP_GROWTH)
+            || (since >= SWEEP_SETTLE_INTERVAL && grown > 0)
         {
             cluster.sweep_tenants();
             crate::allocator::give_back();

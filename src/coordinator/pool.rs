@@ -10,8 +10,11 @@ use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-/// Longest wait for a TCP connection to a node and its challenge.
+/// Longest wait for a TCP connection to a node and its handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Handshakes tried before a node counts as unreachable: under a flood of
+/// hostile connections, a node may close ours mid-handshake to admit them.
+pub const CONNECT_ATTEMPTS: usize = 3;
 /// Idle connections kept per node for reuse.
 pub const POOL_SIZE: usize = 4;
 /// Largest answer frame a node sends.
@@ -83,8 +86,22 @@ pub struct Connection {
 
 impl Connection {
     /// Connects and proves it knows the process secret (the handshake of
-    /// [`crate::protocol`]).
+    /// [`crate::protocol`]), trying again when the node closed the
+    /// connection mid-handshake.
     pub fn open(addr: SocketAddr) -> Result<Connection, CallError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Connection::open_once(addr) {
+                Err(CallError::Receive(_) | CallError::Send(_)) if attempt < CONNECT_ATTEMPTS => {
+                    continue;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn open_once(addr: SocketAddr) -> Result<Connection, CallError> {
         let stream =
             TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(CallError::Connect)?;
         stream.set_nodelay(true).map_err(CallError::Connect)?;
@@ -107,7 +124,10 @@ impl Connection {
         };
         protocol::encode_proof(&mut frame, &Secret::of_process().tag(&nonce));
         connection.send(&frame, deadline)?;
-        Ok(connection)
+        match connection.read_answer(deadline)? {
+            Response::Welcome => Ok(connection),
+            _ => Err(CallError::Mismatch),
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -63,6 +63,8 @@ struct ConnectionsState {
 struct Open {
     stream: TcpStream,
     proven: bool,
+    /// Sent a well-formed `Hello`: at least it speaks the protocol.
+    greeted: bool,
     since: Instant,
 }
 
@@ -138,15 +140,20 @@ impl Connections {
         if state.closed || state.open.len() >= MAX_CONNECTIONS + MAX_UNPROVEN {
             return Err(stream);
         }
-        let unproven: Vec<(u64, Instant)> = state
+        // Too many wait to prove themselves: the oldest that never even said
+        // Hello goes first, then the oldest; a handshake in progress (ours
+        // takes well under a millisecond) is the last to go.
+        let unproven: Vec<(u64, bool, Instant)> = state
             .open
             .iter()
             .filter(|(_, open)| !open.proven)
-            .map(|(id, open)| (*id, open.since))
+            .map(|(id, open)| (*id, open.greeted, open.since))
             .collect();
         if unproven.len() >= MAX_UNPROVEN
-            && let Some((oldest, _)) = unproven.iter().min_by_key(|(_, since)| *since)
-            && let Some(open) = state.open.remove(oldest)
+            && let Some((victim, _, _)) = unproven
+                .iter()
+                .min_by_key(|(_, greeted, since)| (*greeted, *since))
+            && let Some(open) = state.open.remove(victim)
         {
             let _ = open.stream.shutdown(Shutdown::Both);
         }
@@ -156,6 +163,7 @@ impl Connections {
             Open {
                 stream: registered,
                 proven: false,
+                greeted: false,
                 since: Instant::now(),
             },
         );
@@ -177,6 +185,13 @@ impl Connections {
         Ok(())
     }
 
+    /// Notes that a connection said `Hello`.
+    fn note_hello(&self, id: u64) {
+        if let Some(open) = self.state.lock().open.get_mut(&id) {
+            open.greeted = true;
+        }
+    }
+
     /// Marks a connection proven; false if it was closed meanwhile, or too
     /// many are proven already.
     fn prove(&self, id: u64) -> bool {
@@ -195,7 +210,7 @@ impl Connections {
 /// Serves one connection until it closes, errs, or sends a bad frame.
 fn serve_connection(shared: &Shared, connections: &Connections, id: u64, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    if authenticate(&stream).is_err() || !connections.prove(id) {
+    if authenticate(&stream, connections, id).is_err() {
         return;
     }
     let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
@@ -229,8 +244,8 @@ fn serve_connection(shared: &Shared, connections: &Connections, id: u64, stream:
 }
 
 /// Runs the handshake: waits for `Hello`, sends a challenge, checks the
-/// proof; all within [`AUTH_TIMEOUT`] of the connection's start.
-fn authenticate(stream: &TcpStream) -> Result<(), FrameError> {
+/// proof, welcomes; all within [`AUTH_TIMEOUT`] of the connection's start.
+fn authenticate(stream: &TcpStream, connections: &Connections, id: u64) -> Result<(), FrameError> {
     let deadline = Instant::now() + AUTH_TIMEOUT;
     stream.set_write_timeout(Some(AUTH_TIMEOUT))?;
     let mut payload = Vec::with_capacity(protocol::MAX_HANDSHAKE_BYTES);
@@ -239,14 +254,21 @@ fn authenticate(stream: &TcpStream) -> Result<(), FrameError> {
             "the connection did not start with Hello",
         ));
     }
+    connections.note_hello(id);
     let nonce = keys::nonce();
     let mut out = Vec::new();
     protocol::encode_response(&mut out, &Response::Challenge { nonce });
     (&*stream).write_all(&out)?;
     match read_handshake(stream, &mut payload, deadline)? {
-        Request::Proof { tag } if Secret::of_process().verify(&nonce, &tag) => Ok(()),
-        _ => Err(FrameError::Malformed("the challenge was not answered")),
+        Request::Proof { tag } if Secret::of_process().verify(&nonce, &tag) => {}
+        _ => return Err(FrameError::Malformed("the challenge was not answered")),
     }
+    if !connections.prove(id) {
+        return Err(FrameError::Malformed("too many proven connections"));
+    }
+    protocol::encode_response(&mut out, &Response::Welcome);
+    (&*stream).write_all(&out)?;
+    Ok(())
 }
 
 /// Reads one small handshake frame before `deadline`.
