@@ -128,7 +128,7 @@ impl HashKeys {
 }
 
 /// SipHash-2-4 of `message` under the key `(k0, k1)`.
-fn siphash24(k0: u64, k1: u64, message: &[u8]) -> u64 {
+pub(crate) fn siphash24(k0: u64, k1: u64, message: &[u8]) -> u64 {
     let mut v = [
         k0 ^ 0x736f_6d65_7073_6575,
         k1 ^ 0x646f_7261_6e64_6f6d,

@@ -25,6 +25,7 @@
 //!   scaleout/    (feature `scaleout`) the same API over a Redis Cluster
 //!   metrics      Prometheus text for /metrics
 //!   log          stderr lines that never fail the caller
+//!   testkit      what the tests and the benchmark share (not used by the service)
 //!   rlimit       raises the open-files limit to what --max-connections needs
 //!   allocator    glibc settings so freed memory goes back to the system
 //! ```
@@ -51,6 +52,7 @@ pub mod store;
 pub mod tenants;
 #[cfg(test)]
 mod testing;
+pub mod testkit;
 pub mod version;
 pub mod wal;
 

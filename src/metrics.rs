@@ -123,73 +123,74 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str
     }
 }
 
+/// A metric family: name, type, help, samples (labels, value).
+type Family<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, u64)>);
+
 /// Client connections: how many, what became of them, and each deadline.
 fn render_connections(out: &mut String, http: &StatsSnapshot) {
-    family(
-        out,
-        "dc_http_connections_open",
-        "gauge",
-        "Client connections open now.",
-        &[("", http.open)],
-    );
-    family(
-        out,
-        "dc_http_connections_busy",
-        "gauge",
-        "Client connections with a request in progress now.",
-        &[("", http.busy)],
-    );
-    family(
-        out,
-        "dc_http_connections_accepted_total",
-        "counter",
-        "Client connections accepted (admitted or not).",
-        &[("", http.accepted)],
-    );
-    family(
-        out,
-        "dc_http_connections_refused_total",
-        "counter",
-        "Connections answered 503 and closed: every connection busy, the address's share taken, or no thread to serve it.",
-        &[
-            ("{reason=\"full\"}", http.refused_full),
-            ("{reason=\"per_ip\"}", http.refused_per_ip),
-            ("{reason=\"no_thread\"}", http.refused_spawn),
-        ],
-    );
-    family(
-        out,
-        "dc_http_connections_evicted_total",
-        "counter",
-        "Idle connections closed to admit a new one at the limit.",
-        &[("", http.evicted_idle)],
-    );
-    family(
-        out,
-        "dc_http_deadlines_total",
-        "counter",
-        "Requests or connections cut by a deadline: header and body (408), idle (closed), write (closed).",
-        &[
-            ("{kind=\"header\"}", http.header_timeouts),
-            ("{kind=\"body\"}", http.body_timeouts),
-            ("{kind=\"idle\"}", http.idle_closes),
-            ("{kind=\"write\"}", http.write_timeouts),
-        ],
-    );
-    family(
-        out,
-        "dc_http_body_budget_refused_total",
-        "counter",
-        "Requests answered 503 because the bytes of bodies in flight were at their limit.",
-        &[("", http.refused_budget)],
-    );
-    family(
-        out,
-        "dc_http_write_failures_total",
-        "counter",
-        "Answers that could not be written (the client was gone).",
-        &[("", http.write_failures)],
-    );
+    let one = |value| vec![("", value)];
+    let families: [Family<'_>; 8] = [
+        (
+            "dc_http_connections_open",
+            "gauge",
+            "Client connections open now.",
+            one(http.open),
+        ),
+        (
+            "dc_http_connections_busy",
+            "gauge",
+            "Client connections with a request in progress now.",
+            one(http.busy),
+        ),
+        (
+            "dc_http_connections_accepted_total",
+            "counter",
+            "Client connections accepted (admitted or not).",
+            one(http.accepted),
+        ),
+        (
+            "dc_http_connections_refused_total",
+            "counter",
+            "Connections answered 503 and closed: every connection busy, the address's share taken, or no thread to serve it.",
+            vec![
+                ("{reason=\"full\"}", http.refused_full),
+                ("{reason=\"per_ip\"}", http.refused_per_ip),
+                ("{reason=\"no_thread\"}", http.refused_spawn),
+            ],
+        ),
+        (
+            "dc_http_connections_evicted_total",
+            "counter",
+            "Idle connections closed to admit a new one at the limit.",
+            one(http.evicted_idle),
+        ),
+        (
+            "dc_http_deadlines_total",
+            "counter",
+            "Requests or connections cut by a deadline: header and body (408), idle (closed), write (closed).",
+            vec![
+                ("{kind=\"header\"}", http.header_timeouts),
+                ("{kind=\"body\"}", http.body_timeouts),
+                ("{kind=\"idle\"}", http.idle_closes),
+                ("{kind=\"write\"}", http.write_timeouts),
+            ],
+        ),
+        (
+            "dc_http_body_budget_refused_total",
+            "counter",
+            "Requests answered 503 because the bytes of bodies in flight were at their limit.",
+            one(http.refused_budget),
+        ),
+        (
+            "dc_http_write_failures_total",
+            "counter",
+            "Answers that could not be written (the client was gone).",
+            one(http.write_failures),
+        ),
+    ];
+    for (name, kind, help, samples) in families {
+        family(out, name, kind, help, &samples);
+    }
     let errors: Vec<(String, u64)> = http
         .error_responses
         .iter()

@@ -287,6 +287,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::{colliding_ids, splitmix};
     use std::time::Instant;
 
     fn entry(id: i64, version: u64, tenant: u32) -> Entry {
@@ -383,43 +384,6 @@ mod tests {
             sizes.windows(2).filter(|w| w[0] < w[1]).count() > SHARDS * 3 / 4,
             "{sizes:?}"
         );
-    }
-
-    /// The splitmix64 finaliser the store used to hash IDs with, unkeyed.
-    fn splitmix(mut x: u64) -> u64 {
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^ (x >> 31)
-    }
-
-    /// IDs that all collide under [`splitmix`]: the finaliser is invertible,
-    /// so an attacker picks hashes sharing their low 40 bits (one bucket in
-    /// any table below 2^40 slots, same control byte) and inverts them.
-    fn colliding_ids(count: u64) -> Vec<i64> {
-        let inverse = |odd: u64| {
-            let mut x = odd;
-            for _ in 0..6 {
-                x = x.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(x)));
-            }
-            x
-        };
-        let unshift = |mut x: u64, shift: u32| {
-            let mut result = x;
-            for _ in 0..64 / shift {
-                x >>= shift;
-                result ^= x;
-            }
-            result
-        };
-        (0..count)
-            .map(|j| {
-                let mut x = unshift(j << 40, 31);
-                x = x.wrapping_mul(inverse(0x94d0_49bb_1331_11eb));
-                x = unshift(x, 27);
-                x = x.wrapping_mul(inverse(0xbf58_476d_1ce4_e5b9));
-                unshift(x, 30) as i64
-            })
-            .collect()
     }
 
     #[test]

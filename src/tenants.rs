@@ -101,20 +101,7 @@ impl Tenants {
     {
         // Names are looked up (or added) and pinned under one lock: a sweep
         // between the two could forget a name with no items yet.
-        {
-            let inner = self.inner.read();
-            let known: Option<Vec<TenantId>> = names
-                .clone()
-                .into_iter()
-                .map(|name| inner.ids.get(name).copied())
-                .collect();
-            if let Some(ids) = known {
-                return inner.pin(ids);
-            }
-        }
-        let mut inner = self.inner.write();
-        let ids = names.into_iter().map(|name| inner.intern(name)).collect();
-        inner.pin(ids)
+        self.with_ids(names, |inner, ids| inner.pin(ids))
     }
 
     /// Releases pins taken by [`Tenants::pin_all`].
@@ -139,6 +126,16 @@ impl Tenants {
     where
         I: IntoIterator<Item = &'a str> + Clone,
     {
+        self.with_ids(names, |_, ids| ids)
+    }
+
+    /// The id of each name, adding the new ones, handed to `then` under the
+    /// same lock; one lock per call, not per name (a read lock when every
+    /// name is known).
+    fn with_ids<'a, I, T>(&self, names: I, then: impl FnOnce(&Inner, Vec<TenantId>) -> T) -> T
+    where
+        I: IntoIterator<Item = &'a str> + Clone,
+    {
         {
             let inner = self.inner.read();
             let known: Option<Vec<TenantId>> = names
@@ -147,11 +144,12 @@ impl Tenants {
                 .map(|name| inner.ids.get(name).copied())
                 .collect();
             if let Some(ids) = known {
-                return ids;
+                return then(&inner, ids);
             }
         }
         let mut inner = self.inner.write();
-        names.into_iter().map(|name| inner.intern(name)).collect()
+        let ids = names.into_iter().map(|name| inner.intern(name)).collect();
+        then(&inner, ids)
     }
 
     /// Slots of ids handed out, used or free; every valid id is below it.

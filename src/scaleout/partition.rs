@@ -110,52 +110,9 @@ fn crc16_xmodem(data: &[u8]) -> u16 {
     crc
 }
 
-/// SipHash-2-4 (Aumasson and Bernstein) of `data` under the 128-bit `key`.
+/// SipHash-2-4 of `data` under the 128-bit `key` (the one in `keys.rs`).
 fn siphash24(key: (u64, u64), data: &[u8]) -> u64 {
-    let mut v = [
-        key.0 ^ 0x736f_6d65_7073_6575,
-        key.1 ^ 0x646f_7261_6e64_6f6d,
-        key.0 ^ 0x6c79_6765_6e65_7261,
-        key.1 ^ 0x7465_6462_7974_6573,
-    ];
-    let mut chunks = data.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        compress(&mut v, u64::from_le_bytes(word), 2);
-    }
-    // The last word: leftover bytes, and the length's low byte on top.
-    let mut last = [0u8; 8];
-    let rest = chunks.remainder();
-    last[..rest.len()].copy_from_slice(rest);
-    last[7] = data.len() as u8;
-    compress(&mut v, u64::from_le_bytes(last), 2);
-    v[2] ^= 0xff;
-    for _ in 0..4 {
-        sip_round(&mut v);
-    }
-    v[0] ^ v[1] ^ v[2] ^ v[3]
-}
-
-fn compress(v: &mut [u64; 4], word: u64, rounds: usize) {
-    v[3] ^= word;
-    for _ in 0..rounds {
-        sip_round(v);
-    }
-    v[0] ^= word;
-}
-
-fn sip_round(v: &mut [u64; 4]) {
-    v[0] = v[0].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(13) ^ v[0];
-    v[0] = v[0].rotate_left(32);
-    v[2] = v[2].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(16) ^ v[2];
-    v[0] = v[0].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(21) ^ v[0];
-    v[2] = v[2].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(17) ^ v[2];
-    v[2] = v[2].rotate_left(32);
+    crate::keys::siphash24(key.0, key.1, data)
 }
 
 #[cfg(test)]

@@ -4,10 +4,11 @@
 
 pub mod api_cases;
 
+use distributed_counter::testkit::Process;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,10 +22,9 @@ pub fn binary() -> &'static str {
 
 /// A running server process; killed when dropped.
 pub struct Server {
-    child: Child,
+    process: Process,
     pub addr: SocketAddr,
     pub node_addrs: Vec<SocketAddr>,
-    stderr: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -55,47 +55,12 @@ impl Server {
         Self::spawn(command, extra).unwrap_or_else(|log| panic!("server did not start:\n{log}"))
     }
 
-    fn spawn(mut command: Command, extra: &[&str]) -> Result<Server, String> {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let stderr = child.stderr.take().ok_or("no stderr")?;
-        let log = Arc::new(Mutex::new(String::new()));
-        let (lines_tx, lines_rx) = std::sync::mpsc::channel();
-        let writer = log.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                writer.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = lines_tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + PATIENCE;
-        let mut addr = None;
-        let mut node_addrs = Vec::new();
-        let expected_nodes = node_count(extra);
-        while addr.is_none() || node_addrs.len() < expected_nodes {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = lines_rx.recv_timeout(left) else {
-                let _ = child.kill();
-                return Err(log.lock().unwrap().clone());
-            };
-            if let Some(rest) = line.strip_prefix("listening on http://") {
-                addr = rest.parse().ok();
-            } else if let Some(node_addr) = line
-                .strip_prefix("node ")
-                .and_then(|rest| rest.split_whitespace().nth(3))
-            {
-                node_addrs.push(node_addr.parse().map_err(|_| line.clone())?);
-            }
-        }
+    fn spawn(command: Command, extra: &[&str]) -> Result<Server, String> {
+        let process = Process::spawn(command, node_count(extra), PATIENCE)?;
         Ok(Server {
-            child,
-            addr: addr.ok_or("no address")?,
-            node_addrs,
-            stderr: log,
+            addr: process.addr,
+            node_addrs: process.node_addrs.clone(),
+            process,
         })
     }
 
@@ -131,43 +96,36 @@ impl Server {
     }
 
     pub fn log(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.process.log()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// `kill -9`: the process dies at once, wherever it is.
     pub fn kill9(mut self) {
-        self.child.kill().expect("SIGKILL is delivered");
-        self.child.wait().expect("the process is reaped");
+        self.process.child.kill().expect("SIGKILL is delivered");
+        self.process.child.wait().expect("the process is reaped");
     }
 
     /// Sends a signal (by name, e.g. "INT") and waits for the exit.
     pub fn signal_and_wait(mut self, signal: &str) -> ExitStatus {
         let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.pid().to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());
-        let pid = self.child.id().to_string();
+        let pid = self.pid().to_string();
         thread::scope(|scope| {
             let (exited, exit) = std::sync::mpsc::channel();
-            let child = &mut self.child;
+            let child = &mut self.process.child;
             scope.spawn(move || exited.send(child.wait().expect("wait works")));
             exit.recv_timeout(PATIENCE).unwrap_or_else(|_| {
                 let _ = Command::new("kill").args(["-9", &pid]).status();
                 panic!("no exit within {PATIENCE:?} after SIG{signal}");
             })
         })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -404,8 +362,8 @@ impl Lcg {
 // Helpers for the front-door, framing, node-port and hardening tests.
 // ---------------------------------------------------------------------------
 
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
 use std::sync::MutexGuard;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -422,77 +380,8 @@ pub fn one_at_a_time() -> MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A TCP connection to `to` from the local address `source` (std cannot bind
-/// a socket before connecting it, so this goes through libc). The local port
-/// is chosen at connect time (`IP_BIND_ADDRESS_NO_PORT`), so thousands of
-/// connections from one address do not run out of ports.
-pub fn connect_from(source: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    connect_from_with(source, to, None)
-}
-
-/// [`connect_from`] with the socket's receive buffer set to `receive_buffer`
-/// bytes before connecting (the kernel doubles it and applies a minimum), so
-/// that a client that never reads stops the server's writes quickly.
-pub fn connect_from_with(
-    source: Ipv4Addr,
-    to: SocketAddr,
-    receive_buffer: Option<usize>,
-) -> std::io::Result<TcpStream> {
-    let SocketAddr::V4(to) = to else {
-        return Err(std::io::Error::other("IPv4 only"));
-    };
-    let sockaddr = |addr: SocketAddrV4| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: addr.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*addr.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    let length = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    let from = sockaddr(SocketAddrV4::new(source, 0));
-    let to = sockaddr(to);
-    let set_int = |fd, level, name, value: libc::c_int| {
-        // SAFETY: setsockopt reads one c_int from a valid pointer.
-        let done = unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                name,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if done == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    };
-    // SAFETY: plain socket calls on a descriptor this function owns (wrapped
-    // in a TcpStream at once, so it is closed on every path); the addresses
-    // are valid sockaddr_in values that outlive the calls.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let stream = TcpStream::from_raw_fd(fd);
-        set_int(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
-        if let Some(bytes) = receive_buffer {
-            set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes as libc::c_int)?;
-        }
-        let from_ptr = (&from as *const libc::sockaddr_in).cast::<libc::sockaddr>();
-        if libc::bind(fd, from_ptr, length) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let to_ptr = (&to as *const libc::sockaddr_in).cast::<libc::sockaddr>();
-        if libc::connect(fd, to_ptr, length) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(stream)
-    }
-}
+#[allow(unused_imports)]
+pub use distributed_counter::testkit::{colliding_ids, connect_from, connect_from_with, splitmix};
 
 /// Linux TCP states (`include/net/tcp_states.h`), as `TCP_INFO` gives them.
 pub const TCP_ESTABLISHED: u8 = 1;
@@ -711,39 +600,16 @@ impl Server {
     /// Starts, reads the startup lines, then closes the read end of the
     /// server's standard error: every later log line meets a closed pipe.
     pub fn start_with_stderr_closed(extra: &[&str]) -> Server {
-        let mut child = Command::new(binary())
+        let mut command = Command::new(binary());
+        command
             .args(["--listen", "127.0.0.1:0", "--node-port", "0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary runs");
-        let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
-        let mut log = String::new();
-        let mut addr = None;
-        let mut node_addrs = Vec::new();
-        while addr.is_none() || node_addrs.len() < node_count(extra) {
-            let mut line = String::new();
-            let read = stderr.read_line(&mut line).expect("read the startup lines");
-            assert!(read > 0, "server exited during startup:\n{log}");
-            log.push_str(&line);
-            let line = line.trim_end();
-            if let Some(rest) = line.strip_prefix("listening on http://") {
-                addr = rest.parse().ok();
-            } else if let Some(node_addr) = line
-                .strip_prefix("node ")
-                .and_then(|rest| rest.split_whitespace().nth(3))
-            {
-                node_addrs.push(node_addr.parse().expect("a node address"));
-            }
-        }
-        drop(stderr);
+            .args(extra);
+        let process = Process::spawn_then_close_stderr(command, node_count(extra), PATIENCE)
+            .unwrap_or_else(|log| panic!("server did not start:\n{log}"));
         Server {
-            child,
-            addr: addr.expect("an address"),
-            node_addrs,
-            stderr: Arc::new(Mutex::new(log)),
+            addr: process.addr,
+            node_addrs: process.node_addrs.clone(),
+            process,
         }
     }
 
@@ -784,7 +650,7 @@ impl Server {
     pub fn wait_exit(&mut self, patience: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + patience;
         loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait works") {
+            if let Some(status) = self.process.child.try_wait().expect("try_wait works") {
                 return Some(status);
             }
             if Instant::now() >= deadline {
@@ -1045,41 +911,4 @@ fn read_available(drip: &mut Dripping, chunk: &mut [u8]) -> Option<Dripped> {
         }
     }
     parse_reply(&drip.received).map(|(reply, _)| Dripped::Answered(reply, drip.since.elapsed()))
-}
-
-/// The splitmix64 finaliser, unkeyed (what the store once hashed IDs with).
-pub fn splitmix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-/// `count` IDs whose unkeyed [`splitmix`] hashes share their low 40 bits
-/// (one bucket of any table below 2^40 slots): the finaliser is invertible,
-/// so pick the hashes and invert them (as in `src/store.rs`'s tests).
-pub fn colliding_ids(count: u64) -> Vec<i64> {
-    let inverse = |odd: u64| {
-        let mut x = odd;
-        for _ in 0..6 {
-            x = x.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(x)));
-        }
-        x
-    };
-    let unshift = |mut x: u64, shift: u32| {
-        let mut result = x;
-        for _ in 0..64 / shift {
-            x >>= shift;
-            result ^= x;
-        }
-        result
-    };
-    (0..count)
-        .map(|j| {
-            let mut x = unshift(j << 40, 31);
-            x = x.wrapping_mul(inverse(0x94d0_49bb_1331_11eb));
-            x = unshift(x, 27);
-            x = x.wrapping_mul(inverse(0xbf58_476d_1ce4_e5b9));
-            unshift(x, 30) as i64
-        })
-        .collect()
 }

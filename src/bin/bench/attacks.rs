@@ -19,8 +19,8 @@ const CLIENT_CONNECTIONS: usize = 4;
 /// How long the server may take to take in a flood of connections.
 const SETTLE_PATIENCE: Duration = Duration::from_secs(20);
 
-fn host(last: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+fn host(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, last)
 }
 
 /// A kind of misbehaving client.
@@ -43,7 +43,7 @@ struct Attack {
 }
 
 impl Attack {
-    fn start(addr: SocketAddr, kind: Kind, count: usize, source: IpAddr) -> Attack {
+    fn start(addr: SocketAddr, kind: Kind, count: usize, source: Ipv4Addr) -> Attack {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let thread = thread::spawn(move || attack(addr, kind, count, source, &stopped));
@@ -56,7 +56,7 @@ impl Attack {
     }
 }
 
-fn attack(addr: SocketAddr, kind: Kind, count: usize, source: IpAddr, stop: &AtomicBool) {
+fn attack(addr: SocketAddr, kind: Kind, count: usize, source: Ipv4Addr, stop: &AtomicBool) {
     let mut sockets: Vec<TcpStream> = (0..count)
         .filter_map(|_| connect_from(source, addr).ok())
         .collect();
@@ -133,32 +133,33 @@ fn settle(server: &Service, count: usize) -> io::Result<()> {
     }
 }
 
-fn get_load(server: &Service, plan: &Plan) -> io::Result<load::Outcome> {
+/// The well-behaved client on 127.0.0.1 for one run.
+fn client_load(
+    server: &Service,
+    plan: &Plan,
+    request: load::RequestBuilder,
+    units_per_request: u64,
+    unit: &'static str,
+) -> io::Result<load::Outcome> {
     load::run(
         server.addr,
         Load {
             connections: CLIENT_CONNECTIONS,
-            source: Some(host(1)),
+            source: Some(IpAddr::V4(host(1))),
             stop: Stop::After(plan.run),
-            request: load::get_counts(),
-            units_per_request: 1,
-            unit: "req/s",
+            request,
+            units_per_request,
+            unit,
         },
     )
 }
 
+fn get_load(server: &Service, plan: &Plan) -> io::Result<load::Outcome> {
+    client_load(server, plan, load::get_counts(), 1, "req/s")
+}
+
 fn post_load(server: &Service, plan: &Plan, first_id: i64) -> io::Result<load::Outcome> {
-    load::run(
-        server.addr,
-        Load {
-            connections: CLIENT_CONNECTIONS,
-            source: Some(host(1)),
-            stop: Stop::After(plan.run),
-            request: load::post_items(10, first_id),
-            units_per_request: 10,
-            unit: "items/s",
-        },
-    )
+    client_load(server, plan, load::post_items(10, first_id), 10, "items/s")
 }
 
 /// Waits (at most `SETTLE_PATIENCE`) until the server's threads are back
@@ -185,7 +186,7 @@ fn idle_memory(server: &Service, count: usize, table: &mut Table) -> io::Result<
     let base = server.rss_bytes();
     let mut kept = Vec::new();
     for _ in 0..count {
-        let mut connection = Connection::open(server.addr, Some(host(7)))?;
+        let mut connection = Connection::open(server.addr, Some(IpAddr::V4(host(7))))?;
         connection.call("GET", "/items/tenant-1/count", b"")?;
         kept.push(connection);
     }

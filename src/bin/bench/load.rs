@@ -4,6 +4,7 @@
 //! with the server for the cores. An answer waiting while earlier ones are
 //! read counts in its latency, so latencies err high, never low.
 
+pub use distributed_counter::testkit::connect_from;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -171,7 +172,8 @@ impl Connection {
     /// per simulated host).
     pub fn open(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<Connection> {
         let stream = match source {
-            Some(ip) => connect_from(ip, addr)?,
+            Some(IpAddr::V4(ip)) => connect_from(ip, addr)?,
+            Some(IpAddr::V6(_)) => return Err(io::Error::other("IPv4 sources only")),
             None => TcpStream::connect(addr)?,
         };
         stream.set_nodelay(true)?;
@@ -266,42 +268,4 @@ pub fn get_counts() -> RequestBuilder {
 /// A fixed GET.
 pub fn get(path: &'static str) -> RequestBuilder {
     Arc::new(move |out: &mut Vec<u8>, _| http_request(out, "GET", path, b""))
-}
-
-/// A TCP connection from a given local address (std cannot bind before
-/// connecting).
-pub fn connect_from(source: IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
-    use std::os::fd::FromRawFd;
-    let (IpAddr::V4(source), SocketAddr::V4(target)) = (source, addr) else {
-        return Err(io::Error::other("only IPv4 sources are supported"));
-    };
-    // SAFETY: plain socket calls on a descriptor we own until it is handed
-    // to TcpStream; the sockaddr structs live on this stack frame.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let stream = TcpStream::from_raw_fd(fd);
-        let local = sockaddr(source, 0);
-        if libc::bind(fd, (&raw const local).cast(), size_of_val(&local) as u32) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let remote = sockaddr(*target.ip(), target.port());
-        if libc::connect(fd, (&raw const remote).cast(), size_of_val(&remote) as u32) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(stream)
-    }
-}
-
-fn sockaddr(ip: std::net::Ipv4Addr, port: u16) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(ip.octets()),
-        },
-        sin_zero: [0; 8],
-    }
 }

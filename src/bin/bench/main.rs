@@ -84,6 +84,25 @@ fn run(server_path: &str, plan: &Plan) -> io::Result<()> {
     Ok(())
 }
 
+/// `connections` clients from 127.0.0.1 sending `request` until `stop`.
+fn drive(
+    addr: SocketAddr,
+    connections: usize,
+    stop: Stop,
+    request: load::RequestBuilder,
+    (units_per_request, unit): (u64, &'static str),
+) -> io::Result<Outcome> {
+    let load = Load {
+        connections,
+        source: None,
+        stop,
+        request,
+        units_per_request,
+        unit,
+    };
+    load::run(addr, load)
+}
+
 /// `connections` clients posting batches of `batch` fresh items for one run.
 fn ingest(
     addr: SocketAddr,
@@ -92,17 +111,21 @@ fn ingest(
     stop: Stop,
     first_id: i64,
 ) -> io::Result<Outcome> {
-    load::run(
-        addr,
-        Load {
-            connections,
-            source: None,
-            stop,
-            request: load::post_items(batch, first_id),
-            units_per_request: batch,
-            unit: "items/s",
-        },
-    )
+    let request = load::post_items(batch, first_id);
+    drive(addr, connections, stop, request, (batch, "items/s"))
+}
+
+/// `items` items in 1000-item batches from 8 connections, IDs from
+/// `first_id`: the shape of the big-batch rows.
+fn ingest_1000(addr: SocketAddr, items: u64, first_id: i64) -> io::Result<Outcome> {
+    ingest(addr, 8, 1000, Stop::Requests(items / 1000), first_id)
+}
+
+/// The one-process limit ingesting `items` fresh items: the baseline of
+/// the big-batch rows.
+fn limit_baseline(items: u64) -> io::Result<Outcome> {
+    let limit = limit::LimitServer::start()?;
+    ingest_1000(limit.addr, items, 0)
 }
 
 /// `connections` clients reading counts (or `path`) for one run.
@@ -112,17 +135,7 @@ fn reads_of(
     stop: Stop,
     request: load::RequestBuilder,
 ) -> io::Result<Outcome> {
-    load::run(
-        addr,
-        Load {
-            connections,
-            source: None,
-            stop,
-            request,
-            units_per_request: 1,
-            unit: "req/s",
-        },
-    )
+    drive(addr, connections, stop, request, (1, "req/s"))
 }
 
 /// Batches of 1, 10 and 100 at 8, 32 and 128 connections, against the
@@ -136,20 +149,9 @@ fn small_requests(server_path: &str, plan: &Plan, table: &mut Table) -> io::Resu
     for batch in [1u64, 10, 100] {
         for connections in [8usize, 32, 128] {
             let name = format!("batch {batch}, {connections} connections");
-            let baseline = ingest(
-                limit.addr,
-                connections,
-                batch,
-                Stop::After(plan.run),
-                first_id,
-            )?;
-            let measured = ingest(
-                server.addr,
-                connections,
-                batch,
-                Stop::After(plan.run),
-                first_id,
-            )?;
+            let run = |addr| ingest(addr, connections, batch, Stop::After(plan.run), first_id);
+            let baseline = run(limit.addr)?;
+            let measured = run(server.addr)?;
             first_id += 1 << 40;
             table.row(&format!("limit: {name}"), &baseline, None);
             table.row(&format!("service: {name}"), &measured, Some(&baseline));
@@ -177,23 +179,10 @@ fn small_requests(server_path: &str, plan: &Plan, table: &mut Table) -> io::Resu
 /// maps grow to millions of items, with the memory each item costs.
 fn big_batches(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<()> {
     table.section("Big batches (1000 items, 8 connections)");
-    let limit = limit::LimitServer::start()?;
-    let baseline = ingest(
-        limit.addr,
-        8,
-        1000,
-        Stop::Requests(plan.fresh_items / 1000),
-        0,
-    )?;
+    let baseline = limit_baseline(plan.fresh_items)?;
     table.row("limit: fresh", &baseline, None);
     let server = Service::start(server_path, 4, &[])?;
-    let fresh = ingest(
-        server.addr,
-        8,
-        1000,
-        Stop::Requests(plan.fresh_items / 1000),
-        0,
-    )?;
+    let fresh = ingest_1000(server.addr, plan.fresh_items, 0)?;
     table.row("service: fresh", &fresh, Some(&baseline));
     let replicated = server.until_replicated(&fresh)?;
     table.row(
@@ -201,25 +190,13 @@ fn big_batches(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<
         &replicated,
         Some(&baseline),
     );
-    let again = ingest(
-        server.addr,
-        8,
-        1000,
-        Stop::Requests(plan.fresh_items / 1000),
-        0,
-    )?;
+    let again = ingest_1000(server.addr, plan.fresh_items, 0)?;
     table.row("service: re-posting existing IDs", &again, Some(&baseline));
     drop(server);
 
     let server = Service::start(server_path, 4, &[])?;
     let before = server.rss_bytes();
-    let growth = ingest(
-        server.addr,
-        8,
-        1000,
-        Stop::Requests(plan.growth_items / 1000),
-        3 << 40,
-    )?;
+    let growth = ingest_1000(server.addr, plan.growth_items, 3 << 40)?;
     table.row(
         &format!("service: while maps grow 0 → {} items", plan.growth_items),
         &growth,
@@ -262,13 +239,7 @@ fn reads(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<()> {
     table.row("service: GET count, 1k items", &small, Some(&baseline));
     let one = reads_of(server.addr, 1, Stop::After(plan.run), load::get_counts())?;
     table.row("service: GET count, 1 connection", &one, None);
-    ingest(
-        server.addr,
-        8,
-        1000,
-        Stop::Requests(plan.read_items / 1000),
-        1 << 40,
-    )?;
+    ingest_1000(server.addr, plan.read_items, 1 << 40)?;
     let large = reads_of(server.addr, 32, Stop::After(plan.run), load::get_counts())?;
     table.row(
         &format!("service: GET count, {} items", plan.read_items),
@@ -296,23 +267,10 @@ fn reads(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<()> {
 /// 1000-item ingest with 1, 2, 4 and 8 nodes, and Redis + Lua.
 fn node_counts(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<()> {
     table.section("Nodes (1000-item batches, 8 connections)");
-    let limit = limit::LimitServer::start()?;
-    let baseline = ingest(
-        limit.addr,
-        8,
-        1000,
-        Stop::Requests(plan.fresh_items / 2000),
-        0,
-    )?;
+    let baseline = limit_baseline(plan.fresh_items / 2)?;
     for nodes in [1, 2, 4, 8] {
         let server = Service::start(server_path, nodes, &[])?;
-        let result = ingest(
-            server.addr,
-            8,
-            1000,
-            Stop::Requests(plan.fresh_items / 2000),
-            0,
-        )?;
+        let result = ingest_1000(server.addr, plan.fresh_items / 2, 0)?;
         table.row(
             &format!("service: --nodes {nodes}"),
             &result,
@@ -334,30 +292,11 @@ fn durable(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<()> 
     let _ = std::fs::remove_dir_all(&dir);
     let dir_arg = dir.to_string_lossy().into_owned();
     let args = ["--data-dir", dir_arg.as_str()];
-    let limit = limit::LimitServer::start()?;
-    let baseline = ingest(
-        limit.addr,
-        8,
-        1000,
-        Stop::Requests(plan.read_items / 1000),
-        0,
-    )?;
+    let baseline = limit_baseline(plan.read_items)?;
     let server = Service::start(server_path, 4, &args)?;
-    let fresh = ingest(
-        server.addr,
-        8,
-        1000,
-        Stop::Requests(plan.read_items / 1000),
-        0,
-    )?;
+    let fresh = ingest_1000(server.addr, plan.read_items, 0)?;
     table.row("durable: fresh", &fresh, Some(&baseline));
-    let again = ingest(
-        server.addr,
-        8,
-        1000,
-        Stop::Requests(plan.read_items / 1000),
-        0,
-    )?;
+    let again = ingest_1000(server.addr, plan.read_items, 0)?;
     table.row("durable: re-posting existing IDs", &again, Some(&baseline));
     drop(server); // kill -9
     let disk: u64 = std::fs::read_dir(&dir)?

@@ -2,17 +2,20 @@
 //! ports, killed (`kill -9`) when dropped.
 
 use crate::load::{Connection, Outcome};
-use std::io::{self, BufRead, BufReader};
+use distributed_counter::testkit::Process;
+use std::io;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 /// How often `until_replicated` looks at the lag.
 const REPLICATION_POLL: Duration = Duration::from_millis(2);
+/// How long the service may take to start (recovering a data dir included).
+const START_PATIENCE: Duration = Duration::from_secs(60);
 
 pub struct Service {
-    child: Child,
+    process: Process,
     pub addr: SocketAddr,
 }
 
@@ -28,54 +31,28 @@ pub fn sibling_binary(name: &str) -> String {
 impl Service {
     /// Starts it and returns once it prints its address (it serves then).
     pub fn start(path: &str, nodes: usize, extra: &[&str]) -> io::Result<Service> {
-        let nodes = nodes.to_string();
-        let mut child = Command::new(path)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--node-port",
-                "0",
-                "--nodes",
-                &nodes,
-            ])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot start {path}: {e} (run `cargo build --release`)"),
-                )
-            })?;
-        let stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| io::Error::other("no stderr"))?;
-        let mut lines = BufReader::new(stderr).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .ok_or_else(|| io::Error::other("server exited"))??;
-            if let Some(addr) = line.strip_prefix("listening on http://") {
-                break addr.parse().map_err(io::Error::other)?;
-            }
-        };
-        thread::spawn(move || for _ in lines {});
-        Ok(Service { child, addr })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+        let mut command = Command::new(path);
+        command
+            .args(["--listen", "127.0.0.1:0", "--node-port", "0"])
+            .args(["--nodes", &nodes.to_string()])
+            .args(extra);
+        let process = Process::spawn(command, 0, START_PATIENCE).map_err(|log| {
+            io::Error::other(format!(
+                "{path} did not start (run `cargo build --release`):\n{log}"
+            ))
+        })?;
+        Ok(Service {
+            addr: process.addr,
+            process,
+        })
     }
 
     pub fn rss_bytes(&self) -> u64 {
-        proc_status(self.pid(), "VmRSS:").map_or(0, |kb| kb * 1024)
+        self.process.rss_kib().unwrap_or(0) * 1024
     }
 
     pub fn threads(&self) -> u64 {
-        proc_status(self.pid(), "Threads:").unwrap_or(0)
+        self.process.threads().unwrap_or(0)
     }
 
     /// `received` of every node, from `/nodes`.
@@ -118,20 +95,4 @@ impl Service {
             errors: 0,
         })
     }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A number field of /proc/PID/status (e.g. `VmRSS:` in kB).
-pub fn proc_status(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
