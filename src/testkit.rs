@@ -1,8 +1,10 @@
 //! Support shared by the integration tests (`tests/common`) and the
 //! benchmark (`src/bin/bench`), so neither writes it again: starting the
 //! service as a child process, connecting from a chosen loopback address,
-//! and IDs crafted to collide under an unkeyed hash. The service itself
-//! never uses it.
+//! IDs crafted to collide under an unkeyed hash, and a throwaway Redis
+//! Cluster ([`redis`]). The service itself never uses it.
+
+pub mod redis;
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};

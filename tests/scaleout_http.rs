@@ -17,13 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-fn store_arg(cluster: &RedisCluster) -> String {
-    format!("redis-cluster://{}", cluster.seeds().join(","))
-}
-
 /// An instance of the service on `cluster`.
 fn instance(cluster: &RedisCluster) -> Server {
-    let store = store_arg(cluster);
+    let store = cluster.store_arg();
     Server::start(&["--store", &store])
 }
 
@@ -77,7 +73,7 @@ fn the_latest_write_wins_across_partitions() {
 #[test]
 fn flags_that_do_not_apply_are_refused() {
     let cluster = shared_cluster!();
-    let store = store_arg(cluster);
+    let store = cluster.store_arg();
     for extra in [
         &["--nodes", "2"][..],
         &["--fault-injection"],

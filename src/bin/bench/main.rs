@@ -6,21 +6,36 @@
 //! - Redis (a Lua script keeping id→tenant and tenant→count exact, and
 //!   `redis-benchmark` HGET), when `redis-server` is installed.
 //!
-//! Usage: bench [--quick] [--server PATH]
+//! The last section runs the service built with `--features scaleout` over
+//! a 3 + 3 Redis Cluster it starts on loopback (`scaleout.rs`), next to the
+//! in-process service and the single Redis + Lua, when `redis-server`,
+//! `redis-cli` and that build are there (`make bench` builds it).
 //!
 //! ```text
-//!   main.rs     the plan and the table
-//!   load.rs     the load generator (lock-step keep-alive connections)
-//!   limit.rs    the one-process limit server
-//!   service.rs  the service under test, as a child process
-//!   redis.rs    the Redis baselines
-//!   attacks.rs  misbehaving clients, for the front-door rows
+//! Usage: bench [--quick] [--server PATH] [--scaleout-server PATH] [--only SECTIONS]
+//!   --quick                 every measurement about ten times smaller
+//!   --server PATH           the service (default: distributed-counter beside bench)
+//!   --scaleout-server PATH  the service built with --features scaleout
+//!                           (default: target/scaleout/release/distributed-counter)
+//!   --only SECTIONS         comma-separated, of: small, big, reads, nodes,
+//!                           durable, front-door, scaleout (default: all)
+//! ```
+//!
+//! ```text
+//!   main.rs      the plan and the table
+//!   load.rs      the load generator (lock-step keep-alive connections)
+//!   limit.rs     the one-process limit server
+//!   service.rs   the service under test, as a child process
+//!   redis.rs     the Redis baselines
+//!   attacks.rs   misbehaving clients, for the front-door rows
+//!   scaleout.rs  the service over a Redis Cluster
 //! ```
 
 mod attacks;
 mod limit;
 mod load;
 mod redis;
+mod scaleout;
 mod service;
 
 use load::{Load, Outcome, Stop};
@@ -37,16 +52,59 @@ struct Plan {
     fresh_items: u64,
     growth_items: u64,
     read_items: u64,
+    /// Items of the scale-out ingest rows (a Redis Cluster on this box
+    /// takes in a fraction of what the in-process nodes do).
+    scaleout_items: u64,
+    /// The sections to run (`--only`); None runs them all.
+    only: Option<Vec<String>>,
+}
+
+/// The sections, in the order they run, by their `--only` names.
+const SECTIONS: [&str; 7] = [
+    "small",
+    "big",
+    "reads",
+    "nodes",
+    "durable",
+    "front-door",
+    "scaleout",
+];
+
+impl Plan {
+    fn runs(&self, section: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|s| s == section))
+    }
+}
+
+/// The value after `flag`, if given.
+fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let server_path = args
-        .iter()
-        .position(|a| a == "--server")
-        .and_then(|i| args.get(i + 1).cloned())
+    let server_path = flag_value(&args, "--server")
         .unwrap_or_else(|| service::sibling_binary("distributed-counter"));
+    let scaleout_path =
+        flag_value(&args, "--scaleout-server").unwrap_or_else(service::scaleout_binary);
+    let only: Option<Vec<String>> =
+        flag_value(&args, "--only").map(|list| list.split(',').map(str::to_string).collect());
+    if let Some(unknown) = only
+        .iter()
+        .flatten()
+        .find(|s| !SECTIONS.contains(&s.as_str()))
+    {
+        eprintln!(
+            "bench: no section {unknown:?} (--only takes: {})",
+            SECTIONS.join(", ")
+        );
+        std::process::exit(2);
+    }
     let scale = if quick { 10 } else { 1 };
     let plan = Plan {
         quick,
@@ -58,28 +116,41 @@ fn main() {
         fresh_items: 2_000_000 / scale,
         growth_items: 6_000_000 / scale,
         read_items: 1_000_000 / scale,
+        scaleout_items: 400_000 / scale,
+        only,
     };
     // Thousands of client connections in the front-door rows.
     let _ = distributed_counter::rlimit::raise_open_files(16_384);
-    if let Err(e) = run(&server_path, &plan) {
+    if let Err(e) = run(&server_path, &scaleout_path, &plan) {
         eprintln!("bench: {e}");
         std::process::exit(1);
     }
 }
 
-fn run(server_path: &str, plan: &Plan) -> io::Result<()> {
+fn run(server_path: &str, scaleout_path: &str, plan: &Plan) -> io::Result<()> {
     println!(
         "distributed-counter benchmark ({} cores{})",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         if plan.quick { ", --quick" } else { "" }
     );
     let mut table = Table::default();
-    small_requests(server_path, plan, &mut table)?;
-    big_batches(server_path, plan, &mut table)?;
-    reads(server_path, plan, &mut table)?;
-    node_counts(server_path, plan, &mut table)?;
-    durable(server_path, plan, &mut table)?;
-    attacks::front_door(server_path, plan, &mut table)?;
+    type Section = fn(&str, &Plan, &mut Table) -> io::Result<()>;
+    let sections: [Section; 6] = [
+        small_requests,
+        big_batches,
+        reads,
+        node_counts,
+        durable,
+        attacks::front_door,
+    ];
+    for (name, section) in SECTIONS.iter().zip(sections) {
+        if plan.runs(name) {
+            section(server_path, plan, &mut table)?;
+        }
+    }
+    if plan.runs("scaleout") {
+        scaleout::section(server_path, scaleout_path, plan, &mut table)?;
+    }
     table.print();
     Ok(())
 }
@@ -246,22 +317,30 @@ fn reads(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<()> {
         &large,
         Some(&small),
     );
+    hget_row(
+        plan,
+        table,
+        ("redis-benchmark HGET, 32 connections", &baseline),
+        ("GET count", &small),
+    );
+    Ok(())
+}
+
+/// `redis-benchmark` HGET at 32 connections: a row named `row.0` with its
+/// ratio to `row.1`, and a note with the GET `measured.1` (named
+/// `measured.0`) over it; a note saying why when it cannot run.
+fn hget_row(plan: &Plan, table: &mut Table, row: (&str, &Outcome), measured: (&str, &Outcome)) {
     match redis::hget_rate(plan) {
         Ok(rate) => {
-            let redis = Outcome::rate(rate, "req/s");
-            table.row(
-                "redis-benchmark HGET, 32 connections",
-                &redis,
-                Some(&baseline),
-            );
+            table.row(row.0, &Outcome::rate(rate, "req/s"), Some(row.1));
             table.note(format!(
-                "GET count / Redis HGET: {:.2}x",
-                small.per_second() / rate
+                "{} / Redis HGET: {:.2}x",
+                measured.0,
+                measured.1.per_second() / rate
             ));
         }
         Err(e) => table.note(format!("Redis HGET not measured: {e}")),
     }
-    Ok(())
 }
 
 /// 1000-item ingest with 1, 2, 4 and 8 nodes, and Redis + Lua.

@@ -3,6 +3,7 @@
 
 use crate::Plan;
 use crate::load::Outcome;
+use distributed_counter::testkit::redis::resp_command;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -67,15 +68,6 @@ const LUA_INGEST: &str = "for i = 1, #ARGV, 2 do \
   end \
 end \
 return #ARGV / 2";
-
-fn resp_command(out: &mut Vec<u8>, parts: &[&[u8]]) {
-    let _ = write!(out, "*{}\r\n", parts.len());
-    for part in parts {
-        let _ = write!(out, "${}\r\n", part.len());
-        out.extend_from_slice(part);
-        out.extend_from_slice(b"\r\n");
-    }
-}
 
 /// 8 connections ingest `total` items in batches of 1000 through the script.
 pub fn lua_ingest(total: u64) -> io::Result<Outcome> {

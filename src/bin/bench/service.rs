@@ -28,14 +28,32 @@ pub fn sibling_binary(name: &str) -> String {
         .unwrap_or_else(|| name.to_string())
 }
 
+/// Where `make bench` builds the service with `--features scaleout`:
+/// `target/scaleout/release/`, beside this binary's `target/release/`.
+pub fn scaleout_binary() -> String {
+    const BUILT: &str = "scaleout/release/distributed-counter";
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join(BUILT)))
+        .map(|path| path.to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("target/{BUILT}"))
+}
+
 impl Service {
-    /// Starts it and returns once it prints its address (it serves then).
+    /// Starts it with `nodes` in-process nodes and returns once it prints
+    /// its address (it serves then).
     pub fn start(path: &str, nodes: usize, extra: &[&str]) -> io::Result<Service> {
+        let nodes = nodes.to_string();
+        let mut args = vec!["--node-port", "0", "--nodes", &nodes];
+        args.extend_from_slice(extra);
+        Service::start_with(path, &args)
+    }
+
+    /// Starts it listening on a free port with `args` (a `--store` has no
+    /// nodes of its own) and returns once it serves.
+    pub fn start_with(path: &str, args: &[&str]) -> io::Result<Service> {
         let mut command = Command::new(path);
-        command
-            .args(["--listen", "127.0.0.1:0", "--node-port", "0"])
-            .args(["--nodes", &nodes.to_string()])
-            .args(extra);
+        command.args(["--listen", "127.0.0.1:0"]).args(args);
         let process = Process::spawn(command, 0, START_PATIENCE).map_err(|log| {
             io::Error::other(format!(
                 "{path} did not start (run `cargo build --release`):\n{log}"
