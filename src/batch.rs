@@ -409,6 +409,54 @@ mod tests {
         );
     }
 
+    /// A 1000-item body shaped like real traffic: mixed key case, a few
+    /// negative IDs, tenants with and without escapes.
+    fn thousand_items() -> String {
+        let items: Vec<String> = (0..1000_i64)
+            .map(|i| {
+                let id = if i % 7 == 0 {
+                    -i * 1_000_003
+                } else {
+                    i * 9_876_543
+                };
+                let (id_key, tenant_key) = if i % 2 == 0 {
+                    ("ID", "tenant")
+                } else {
+                    ("id", "Tenant")
+                };
+                let tenant = if i % 50 == 0 {
+                    format!("t\\u00e9{}", i % 13)
+                } else {
+                    format!("tenant-{}", i % 13)
+                };
+                format!(r#"{{"{id_key}":{id},"{tenant_key}":"{tenant}"}}"#)
+            })
+            .collect();
+        format!("[{}]", items.join(","))
+    }
+
+    /// Not a pass/fail test: the time of a 1000-item parse, to compare
+    /// changes to the parser. Run it in release:
+    /// `cargo test --release --lib batch::tests::parse_timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn parse_timing() {
+        let body = thousand_items();
+        assert_eq!(parse(body.as_bytes()).map(|items| items.len()), Ok(1000));
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..20 {
+            let start = std::time::Instant::now();
+            for _ in 0..500 {
+                std::hint::black_box(parse(std::hint::black_box(body.as_bytes())).ok());
+            }
+            best = best.min(start.elapsed() / 500);
+        }
+        println!(
+            "1000-item parse ({} bytes): best of 20 runs: {best:?}",
+            body.len()
+        );
+    }
+
     #[test]
     fn anything_but_one_array_is_refused() {
         for bad in [
