@@ -80,8 +80,26 @@ pub fn parse(body: &[u8]) -> Result<Vec<Item<'_>>, BatchError> {
     match (parsed, item_error.into_inner()) {
         (Ok(items), _) => Ok(items),
         (Err(_), Some(item_error)) => Err(item_error),
-        (Err(syntax), None) => Err(BatchError::NotAnArray(syntax.to_string())),
+        (Err(syntax), None) => {
+            Err(bare_number_item(body)
+                .unwrap_or_else(|| BatchError::NotAnArray(syntax.to_string())))
+        }
     }
+}
+
+/// On the error path only: serde_json fails on an item that is a number
+/// beyond f64 (`[1e400]`) before our visitor sees it. If the body is an
+/// array of well-formed JSON values, its first bare number is that item.
+fn bare_number_item(body: &[u8]) -> Option<BatchError> {
+    let values = serde_json::from_slice::<Vec<&RawValue>>(body).ok()?;
+    let index = values
+        .iter()
+        .position(|value| matches!(value.get().as_bytes().first(), Some(b'-' | b'0'..=b'9')))?;
+    Some(BatchError::Item {
+        index,
+        field: Field::Item,
+        problem: "must be a JSON object, not a number".to_string(),
+    })
 }
 
 /// Visits the top-level array. An invalid item is recorded in `item_error`
@@ -576,6 +594,29 @@ mod tests {
             ]) if a == "A"),
             "{items:?}"
         );
+    }
+
+    #[test]
+    fn huge_numbers_elsewhere_do_not_lose_the_index() {
+        // Ignored keys may hold any JSON value.
+        assert_eq!(
+            ok(r#"[{"ID":1,"tenant":"a","x":1e400,"y":[-1e999]}]"#),
+            vec![(1, "a".into())]
+        );
+        assert_eq!(
+            err(r#"[{"ID":1,"tenant":"a"},1e400]"#),
+            "item 1: the item must be a JSON object, not a number"
+        );
+        let digits = "9".repeat(400);
+        assert_eq!(
+            err(&format!(
+                r#"[{{"ID":1,"tenant":"a"}},{{"ID":2,"tenant":"a"}},-{digits}]"#
+            )),
+            "item 2: the item must be a JSON object, not a number"
+        );
+        // A bare huge number is not an array at all.
+        assert!(err("1e400").starts_with("body must be one JSON array"));
+        assert!(err("[1e400").starts_with("body must be one JSON array"));
     }
 
     #[test]
