@@ -73,7 +73,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Item<'_>>, BatchError> {
     let item_error = RefCell::new(None);
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let parsed = deserializer
-        .deserialize_seq(BatchVisitor {
+        .deserialize_any(BatchVisitor {
             item_error: &item_error,
         })
         .and_then(|items| deserializer.end().map(|()| items));
@@ -127,6 +127,37 @@ impl<'de> Visitor<'de> for BatchVisitor<'_> {
                 None => return Ok(items),
             }
         }
+    }
+
+    // Anything but an array is named by its kind only: serde_json's own
+    // "invalid type" message would quote a string body whole, however long.
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(de::Error::custom("expected an array, found an object"))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Err(E::custom("expected an array, found a string"))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Err(E::custom("expected an array, found a boolean"))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Err(E::custom("expected an array, found a number"))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Err(E::custom("expected an array, found a number"))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Err(E::custom("expected an array, found a number"))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Err(E::custom("expected an array, found null"))
     }
 }
 
@@ -617,6 +648,38 @@ mod tests {
         // A bare huge number is not an array at all.
         assert!(err("1e400").starts_with("body must be one JSON array"));
         assert!(err("[1e400").starts_with("body must be one JSON array"));
+    }
+
+    #[test]
+    fn other_bodies_are_named_by_kind_without_quoting_them() {
+        for (body, kind) in [
+            ("{\"ID\":1}", "an object"),
+            ("true", "a boolean"),
+            ("-5", "a number"),
+            ("5", "a number"),
+            ("1.5", "a number"),
+            ("null", "null"),
+        ] {
+            let message = err(body);
+            let expected = format!(
+                "body must be one JSON array of items: expected an array, found {kind} at line 1 column "
+            );
+            assert!(message.starts_with(&expected), "{body}: {message}");
+        }
+        let huge = format!("\"{}\"", "x".repeat(1 << 20));
+        let message = err(&huge);
+        assert!(
+            message.starts_with(
+                "body must be one JSON array of items: expected an array, found a string"
+            ),
+            "{}",
+            &message[..200]
+        );
+        assert!(
+            message.len() < 200,
+            "the message quotes the body: {} bytes",
+            message.len()
+        );
     }
 
     #[test]
