@@ -6,8 +6,9 @@
 #   .ci/schemathesis.sh [SERVER FLAGS...]     e.g. .ci/schemathesis.sh --fault-injection
 #
 # Environment: ST_MAX_EXAMPLES (default 150 per operation), ST_SEED (replay a
-# run: the seed is printed at its end). Schemathesis is installed from PyPI
-# into a venv under target/, nothing system-wide.
+# run: the seed is printed at its end). Schemathesis and its dependencies,
+# pinned in .ci/schemathesis-requirements.txt, are installed from PyPI into a
+# venv under target/, nothing system-wide.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,11 +23,17 @@ command -v python3 >/dev/null ||
 python3 -c 'import venv, ensurepip' 2>/dev/null ||
     fail "python3 cannot make a venv with pip; install it (Debian: apt-get install python3-venv python3-pip)"
 
-if [ "$("$VENV/bin/st" --version 2>/dev/null)" != "st, version $SCHEMATHESIS_VERSION" ]; then
+# The venv is (re)made when the pinned requirements change.
+REQUIREMENTS=.ci/schemathesis-requirements.txt
+grep -qx "schemathesis==$SCHEMATHESIS_VERSION" "$REQUIREMENTS" ||
+    fail "$REQUIREMENTS does not pin schemathesis==$SCHEMATHESIS_VERSION"
+if ! cmp -s "$REQUIREMENTS" "$VENV/installed-requirements.txt" ||
+    [ "$("$VENV/bin/st" --version 2>/dev/null)" != "st, version $SCHEMATHESIS_VERSION" ]; then
     echo "schemathesis.sh: installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
     python3 -m venv --clear "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" ||
-        fail "pip could not install schemathesis $SCHEMATHESIS_VERSION from PyPI"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS" ||
+        fail "pip could not install $REQUIREMENTS from PyPI"
+    cp "$REQUIREMENTS" "$VENV/installed-requirements.txt"
 fi
 
 cargo build --release --quiet --bin distributed-counter
