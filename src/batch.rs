@@ -91,15 +91,40 @@ pub fn parse(body: &[u8]) -> Result<Vec<Item<'_>>, BatchError> {
 /// beyond f64 (`[1e400]`) before our visitor sees it. If the body is an
 /// array of well-formed JSON values, its first bare number is that item.
 fn bare_number_item(body: &[u8]) -> Option<BatchError> {
-    let values = serde_json::from_slice::<Vec<&RawValue>>(body).ok()?;
-    let index = values
-        .iter()
-        .position(|value| matches!(value.get().as_bytes().first(), Some(b'-' | b'0'..=b'9')))?;
+    let index = serde_json::Deserializer::from_slice(body)
+        .deserialize_seq(FirstBareNumber)
+        .ok()??;
     Some(BatchError::Item {
         index,
         field: Field::Item,
         problem: "must be a JSON object, not a number".to_string(),
     })
+}
+
+/// The index of the first element of an array that is a number, reading
+/// each as raw text (which never fails on its size) and keeping none.
+struct FirstBareNumber;
+
+impl<'de> Visitor<'de> for FirstBareNumber {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    /// Reads to the end: serde_json refuses an array left half-read.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut first = None;
+        let mut index = 0;
+        while let Some(value) = seq.next_element::<&RawValue>()? {
+            let number = matches!(value.get().as_bytes().first(), Some(b'-' | b'0'..=b'9'));
+            if number && first.is_none() {
+                first = Some(index);
+            }
+            index += 1;
+        }
+        Ok(first)
+    }
 }
 
 /// Visits the top-level array. An invalid item is recorded in `item_error`
@@ -644,6 +669,10 @@ mod tests {
                 r#"[{{"ID":1,"tenant":"a"}},{{"ID":2,"tenant":"a"}},-{digits}]"#
             )),
             "item 2: the item must be a JSON object, not a number"
+        );
+        assert_eq!(
+            err(r#"[{"ID":1,"tenant":"a"},1e400,{"ID":2,"tenant":"b"},2e400]"#),
+            "item 1: the item must be a JSON object, not a number"
         );
         // A bare huge number is not an array at all.
         assert!(err("1e400").starts_with("body must be one JSON array"));
