@@ -21,11 +21,6 @@ use std::time::Duration;
 const DOCUMENT: &str = include_str!("../docs/openapi.yaml");
 const ROUTES_RS: &str = include_str!("../src/http/routes.rs");
 
-/// Documented paths that another branch serves (GET / is the status page):
-/// until it is merged here they answer 404, which is tolerated for them
-/// alone. Once served they are checked like every other path.
-const NOT_YET_MERGED: &[&str] = &["/"];
-
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
 
 fn document() -> Value {
@@ -90,9 +85,8 @@ fn check(doc: &Value, method: &str, target: &str, reply: &Reply) -> Option<Strin
         return None;
     };
     let methods = documented_methods(doc, template);
-    // Fault paths are 404 without --fault-injection, and so are the paths
-    // of another branch until it is merged.
-    let may_be_absent = template.starts_with("/nodes/{id}/") || NOT_YET_MERGED.contains(&template);
+    // Fault paths are 404 without --fault-injection.
+    let may_be_absent = template.starts_with("/nodes/{id}/");
     if !methods.contains(method) {
         assert!(
             reply.status == 405 || (reply.status == 404 && may_be_absent),
@@ -121,9 +115,6 @@ fn check(doc: &Value, method: &str, target: &str, reply: &Reply) -> Option<Strin
         } else {
             check_ko(doc, "#/components/responses/NotFound", reply, head, &what);
         }
-        return Some(template.to_string());
-    }
-    if reply.status == 404 && NOT_YET_MERGED.contains(&template) {
         return Some(template.to_string());
     }
     let operation = &paths(doc)[template][method.to_lowercase()];
@@ -473,10 +464,6 @@ fn every_documented_operation_is_served() {
     for (template, method) in operations {
         let (path, body) = good_request(&template, &method);
         let reply = call(&server, &doc, &method, &path, body);
-        if reply.status == 404 && NOT_YET_MERGED.contains(&template.as_str()) {
-            eprintln!("note: {method} {template} is documented but not served in this build");
-            continue;
-        }
         assert_eq!(
             reply.status,
             200,
@@ -585,11 +572,7 @@ fn probe(doc: &Value, flags: &[&str]) -> BTreeSet<String> {
 #[test]
 fn every_route_the_server_answers_is_documented() {
     let doc = document();
-    let all: BTreeSet<String> = paths(&doc)
-        .keys()
-        .filter(|p| !NOT_YET_MERGED.contains(&p.as_str()))
-        .cloned()
-        .collect();
+    let all: BTreeSet<String> = paths(&doc).keys().cloned().collect();
     let answered = probe(&doc, &["--fault-injection"]);
     assert!(
         all.is_subset(&answered),
@@ -640,9 +623,6 @@ fn the_router_has_no_route_the_document_lacks() {
         );
     }
     for template in paths(&doc).keys() {
-        if NOT_YET_MERGED.contains(&template.as_str()) {
-            continue;
-        }
         assert!(
             labels.iter().any(|label| matches(label, template)),
             "docs/openapi.yaml documents {template}, routes.rs has no such route"
