@@ -9,6 +9,9 @@ use crate::metrics;
 use std::time::Duration;
 use tiny_http::{Method, Request};
 
+/// `GET /openapi.yaml`: the API as an OpenAPI document (JSON syntax, which is YAML too).
+pub const OPENAPI: &str = include_str!("../../docs/openapi.yaml");
+
 /// Longest stall `POST /nodes/{id}/stall?ms=N` accepts.
 pub const MAX_STALL_MS: u64 = 600_000;
 
@@ -67,6 +70,13 @@ pub fn route(api: &Api, request: &mut Request) -> (&'static str, Answer) {
             "/metrics",
             match method {
                 Method::Get => metrics_answer(api),
+                _ => Answer::method_not_allowed("GET"),
+            },
+        ),
+        ["openapi.yaml"] => (
+            "/openapi.yaml",
+            match method {
+                Method::Get => Answer::text(OPENAPI.to_string(), "application/yaml"),
                 _ => Answer::method_not_allowed("GET"),
             },
         ),
