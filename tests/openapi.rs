@@ -530,20 +530,6 @@ fn candidate_paths(doc: &Value) -> BTreeSet<String> {
     candidates
 }
 
-/// A known server quirk, reported and left to the owner of routes.rs: with
-/// --fault-injection the router takes `/nodes/{id}/{anything}` as the fault
-/// route before it looks at the action, so any method but POST gets 405
-/// (`Allow: POST`) there, while POST gets 404 for an unknown action. Remove
-/// this when the router matches only the four documented actions.
-fn known_quirk(method: &str, path: &str, reply: &Reply) -> bool {
-    let segments: Vec<&str> = path.split('/').collect();
-    matches!(segments.as_slice(), ["", "nodes", _, action]
-        if !["crash", "restart", "disconnect", "stall"].contains(action))
-        && method != "POST"
-        && reply.status == 405
-        && reply.header("Allow") == Some("POST")
-}
-
 /// Probes the server: any path it answers with something else than 404
 /// must be documented, and any method there either documented or 405.
 fn probe(doc: &Value, flags: &[&str]) -> BTreeSet<String> {
@@ -556,9 +542,6 @@ fn probe(doc: &Value, flags: &[&str]) -> BTreeSet<String> {
                 continue;
             }
             let reply = send(&server, method, &path, "");
-            if known_quirk(method, &path, &reply) {
-                continue;
-            }
             if let Some(template) = check(doc, method, &path, &reply)
                 && reply.status != 404
             {

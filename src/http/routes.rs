@@ -80,7 +80,11 @@ pub fn route(api: &Api, request: &mut Request) -> (&'static str, Answer) {
                 _ => Answer::method_not_allowed("GET"),
             },
         ),
-        ["nodes", id, action] if api.fault_injection => (
+        [
+            "nodes",
+            id,
+            action @ ("crash" | "restart" | "disconnect" | "stall"),
+        ] if api.fault_injection => (
             "/nodes/{id}/{action}",
             match method {
                 Method::Post => fault(api, id, action, query),
@@ -159,6 +163,8 @@ fn metrics_answer(api: &Api) -> Answer {
     Answer::text(text, metrics::CONTENT_TYPE)
 }
 
+/// `action` is one of the four the router matched: crash, restart,
+/// disconnect, stall.
 fn fault(api: &Api, id: &str, action: &str, query: &str) -> Answer {
     let Ok(id) = id.parse::<usize>() else {
         return Answer::ko(
@@ -173,16 +179,10 @@ fn fault(api: &Api, id: &str, action: &str, query: &str) -> Answer {
         "crash" => Fault::Crash,
         "restart" => Fault::Restart,
         "disconnect" => Fault::Disconnect,
-        "stall" => match stall_duration(query) {
+        _ => match stall_duration(query) {
             Ok(duration) => Fault::Stall(duration),
             Err(why) => return Answer::ko(400, why),
         },
-        _ => {
-            return Answer::ko(
-                404,
-                format!("no fault {action:?}: use crash, restart, disconnect or stall"),
-            );
-        }
     };
     match api.backend.fault(id, fault) {
         Ok(()) => Answer::ok(),
