@@ -129,7 +129,7 @@ type Family<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, u64)>);
 /// Client connections: how many, what became of them, and each deadline.
 fn render_connections(out: &mut String, http: &StatsSnapshot) {
     let one = |value| vec![("", value)];
-    let families: [Family<'_>; 8] = [
+    let families: [Family<'_>; 9] = [
         (
             "dc_http_connections_open",
             "gauge",
@@ -174,6 +174,12 @@ fn render_connections(out: &mut String, http: &StatsSnapshot) {
                 ("{kind=\"idle\"}", http.idle_closes),
                 ("{kind=\"write\"}", http.write_timeouts),
             ],
+        ),
+        (
+            "dc_http_body_bytes_in_flight",
+            "gauge",
+            "Request body bytes held in memory now, all requests together (at most --max-body-bytes-in-flight).",
+            one(http.body_bytes_in_flight),
         ),
         (
             "dc_http_body_budget_refused_total",

@@ -18,15 +18,18 @@ use crate::limits::{MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES};
 #[derive(Debug)]
 pub(crate) struct BodyBudget {
     limit: u64,
-    used: AtomicU64,
+    /// Shared with [`crate::ServerStats`], which shows it.
+    used: Arc<AtomicU64>,
 }
 
 impl BodyBudget {
     pub(crate) fn new(limit: u64) -> Arc<Self> {
-        Arc::new(BodyBudget {
-            limit,
-            used: AtomicU64::new(0),
-        })
+        BodyBudget::counting_in(limit, Arc::default())
+    }
+
+    /// A budget that keeps the bytes held in `used`, which others may read.
+    pub(crate) fn counting_in(limit: u64, used: Arc<AtomicU64>) -> Arc<Self> {
+        Arc::new(BodyBudget { limit, used })
     }
 
     /// Bytes held now.

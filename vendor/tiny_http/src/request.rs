@@ -490,6 +490,14 @@ impl Request {
     where
         R: Read,
     {
+        // PATCH: a body the server read for the handler (`Server::serve`) is
+        // not needed once the answer goes out: give its memory and its share
+        // of the body budget back before writing, so that a client that reads
+        // this answer and at once sends another body finds the budget free.
+        if self.buffered_body.take().is_some() {
+            self.data_reader = None;
+        }
+
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;

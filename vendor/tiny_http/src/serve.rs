@@ -61,6 +61,8 @@ pub struct ServerStats {
     pub(crate) write_timeouts: AtomicU64,
     pub(crate) write_failures: AtomicU64,
     pub(crate) handler_panics: AtomicU64,
+    /// The body budget's bytes in use (see `BodyBudget`).
+    pub(crate) body_bytes_in_flight: Arc<AtomicU64>,
     errors: [AtomicU64; ERROR_STATUSES.len()],
 }
 
@@ -97,6 +99,9 @@ pub struct StatsSnapshot {
     pub write_failures: u64,
     /// Handlers that panicked (the client got 500).
     pub handler_panics: u64,
+    /// Request body bytes held in memory now, all requests together (at
+    /// most `max_body_bytes_in_flight`).
+    pub body_bytes_in_flight: u64,
     /// Answers written by the engine itself, by status.
     pub error_responses: [(u16, u64); ERROR_STATUSES.len()],
 }
@@ -128,6 +133,7 @@ impl ServerStats {
             write_timeouts: get(&self.write_timeouts),
             write_failures: get(&self.write_failures),
             handler_panics: get(&self.handler_panics),
+            body_bytes_in_flight: get(&self.body_bytes_in_flight),
             error_responses,
         }
     }
@@ -217,7 +223,10 @@ impl Server {
                 reap_tx,
                 stats.clone(),
             ),
-            budget: BodyBudget::new(options.max_body_bytes_in_flight),
+            budget: BodyBudget::counting_in(
+                options.max_body_bytes_in_flight,
+                stats.body_bytes_in_flight.clone(),
+            ),
             options,
             handler: Box::new(handler),
             stats,

@@ -312,17 +312,19 @@ fn body_budget_503_and_release() {
     // Holds 1000 bytes of budget while its body trickles in.
     let mut holder = Client::connect(addr);
     holder.send("POST /hold HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\nabc");
-    // Until the server has read the holder's head, a probe fits: poll.
+    // Probing before the server has read the holder's head would race it
+    // (a probe that fits could make the holder the one refused): wait on
+    // the gauge instead.
     wait_for("the holder's reservation", || {
-        let mut probe = Client::connect(addr);
-        probe.send(format!(
-            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 800\r\n\r\n{}",
-            "p".repeat(800)
-        ));
-        probe.reply().status == 503
+        server.stats().snapshot().body_bytes_in_flight == 1000
     });
-    let refused = server.stats().snapshot().refused_budget;
-    assert!(refused >= 1);
+    let mut probe = Client::connect(addr);
+    probe.send(format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 800\r\n\r\n{}",
+        "p".repeat(800)
+    ));
+    assert_eq!(probe.reply().status, 503);
+    assert_eq!(server.stats().snapshot().refused_budget, 1);
     // Chunked bodies take budget as they grow.
     let mut chunked = Client::connect(addr);
     chunked.send("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
@@ -338,6 +340,8 @@ fn body_budget_503_and_release() {
     // Once the holder is done, its share is back.
     holder.send("x".repeat(997));
     assert_eq!(holder.reply().status, 200);
+    // The share is given back before the answer is written.
+    assert_eq!(server.stats().snapshot().body_bytes_in_flight, 0);
     let mut after = Client::connect(addr);
     after.send(format!(
         "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n{}",
