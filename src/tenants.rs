@@ -3,6 +3,8 @@
 //! Nodes store a [`TenantId`] (4 bytes) per item instead of a string, and the
 //! node protocol carries ids, not names. Memory follows live data: a name no
 //! item uses any more is forgotten by [`Tenants::sweep`] and its id reused.
+//! Tables keyed by id hold live names only (maps, not arrays as long as the
+//! highest id): after a churn of names, the one still in use may have any id.
 //!
 //! A name must not be forgotten while a write naming it is on its way to the
 //! nodes, so a write pins its tenants ([`Tenants::pin_all`]) until every node
@@ -16,7 +18,8 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A tenant's number; numbers are dense, from 0, so they index arrays.
+/// A tenant's number; freed numbers are reused lowest first, so they stay
+/// small.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TenantId(u32);
 
@@ -50,9 +53,12 @@ pub struct Tenants {
 #[derive(Default)]
 struct Inner {
     ids: HashMap<Arc<str>, TenantId>,
-    slots: Vec<Slot>,
-    /// Ids of forgotten names, used again before new ones, lowest first so
-    /// ids stay dense and the tables indexed by them stay small.
+    /// The live names, by id.
+    slots: HashMap<TenantId, Slot>,
+    /// Every id in use is below it.
+    end: u32,
+    /// Ids below `end` of forgotten names, used again before new ones,
+    /// lowest first so ids stay small.
     free: BinaryHeap<Reverse<TenantId>>,
     /// Names given an id since start.
     added: u64,
@@ -61,9 +67,8 @@ struct Inner {
     next_generation: u64,
 }
 
-#[derive(Default)]
 struct Slot {
-    name: Option<Arc<str>>,
+    name: Arc<str>,
     /// Which use of the id this is (see `Inner::next_generation`).
     generation: u64,
     /// Writes on their way to the nodes that name this tenant.
@@ -79,7 +84,7 @@ impl Tenants {
     pub fn lookup(&self, name: &str) -> Option<Tag> {
         let inner = self.inner.read();
         let id = *inner.ids.get(name)?;
-        let generation = inner.slots.get(id.index())?.generation;
+        let generation = inner.slots.get(&id)?.generation;
         Some(Tag { id, generation })
     }
 
@@ -88,8 +93,8 @@ impl Tenants {
         self.inner
             .read()
             .slots
-            .get(tag.id.index())
-            .is_some_and(|slot| slot.generation == tag.generation && slot.name.is_some())
+            .get(&tag.id)
+            .is_some_and(|slot| slot.generation == tag.generation)
     }
 
     /// The id of each name, adding new ones, and pins each distinct tenant
@@ -108,7 +113,7 @@ impl Tenants {
     pub fn unpin(&self, distinct: &[TenantId]) {
         let inner = self.inner.read();
         for id in distinct {
-            if let Some(slot) = inner.slots.get(id.index()) {
+            if let Some(slot) = inner.slots.get(id) {
                 // Saturating: a bug elsewhere must not make a name immortal
                 // by wrapping to u32::MAX.
                 let _ = slot
@@ -152,9 +157,9 @@ impl Tenants {
         then(&inner, ids)
     }
 
-    /// Slots of ids handed out, used or free; every valid id is below it.
+    /// Every id in use is below it.
     pub fn len(&self) -> usize {
-        self.inner.read().slots.len()
+        self.inner.read().end as usize
     }
 
     pub fn is_empty(&self) -> bool {
@@ -173,7 +178,7 @@ impl Tenants {
 
     /// The name of an id.
     pub fn name(&self, id: TenantId) -> Option<Arc<str>> {
-        self.inner.read().slots.get(id.index())?.name.clone()
+        Some(self.inner.read().slots.get(&id)?.name.clone())
     }
 
     /// Forgets names no item holds, so their memory goes and their ids are
@@ -192,19 +197,18 @@ impl Tenants {
         let mut unused: Vec<TenantId> = inner
             .slots
             .iter()
-            .enumerate()
-            .filter(|(_, slot)| slot.name.is_some() && slot.pins.load(Ordering::SeqCst) == 0)
-            .map(|(index, _)| TenantId(index as u32))
+            .filter(|(_, slot)| slot.pins.load(Ordering::SeqCst) == 0)
+            .map(|(&id, _)| id)
             .collect();
         keep_unused(&mut unused);
-        for &id in &unused {
-            if let Some(name) = inner.slots.get_mut(id.index()).and_then(|s| s.name.take()) {
-                inner.ids.remove(&name);
-                inner.free.push(Reverse(id));
+        for id in &unused {
+            if let Some(slot) = inner.slots.remove(id) {
+                inner.ids.remove(&slot.name);
+                inner.free.push(Reverse(*id));
             }
         }
         inner.shrink();
-        trimmed(inner.slots.len());
+        trimmed(inner.end as usize);
         unused.len()
     }
 }
@@ -225,7 +229,7 @@ impl Inner {
         distinct.sort_unstable();
         distinct.dedup();
         for id in &distinct {
-            if let Some(slot) = self.slots.get(id.index()) {
+            if let Some(slot) = self.slots.get(id) {
                 slot.pins.fetch_add(1, Ordering::SeqCst);
             }
         }
@@ -243,41 +247,58 @@ impl Inner {
             None => {
                 // Ids are u32; more than 4 billion live tenants would need
                 // far more memory than the boxes this runs on have.
-                let id = TenantId(u32::try_from(self.slots.len()).unwrap_or(u32::MAX));
-                self.slots.push(Slot::default());
+                let id = TenantId(self.end);
+                self.end = self.end.saturating_add(1);
                 id
             }
         };
         self.next_generation += 1;
-        if let Some(slot) = self.slots.get_mut(id.index()) {
-            slot.name = Some(name.clone());
-            slot.generation = self.next_generation;
-        }
+        let slot = Slot {
+            name: name.clone(),
+            generation: self.next_generation,
+            pins: AtomicU32::new(0),
+        };
+        self.slots.insert(id, slot);
         self.ids.insert(name, id);
         id
     }
 
-    /// Gives back memory of tables that emptied out; the slots past the
-    /// last used id go too.
+    /// Gives back memory of tables that emptied out; free ids past the
+    /// highest one in use go too.
     fn shrink(&mut self) {
-        if self.ids.capacity() > 64 && self.ids.len() < self.ids.capacity() / 4 {
-            self.ids.shrink_to_fit();
-        }
-        while self
-            .slots
-            .last()
-            .is_some_and(|slot| slot.name.is_none() && slot.pins.load(Ordering::SeqCst) == 0)
-        {
-            self.slots.pop();
-        }
-        let end = self.slots.len();
-        self.free.retain(|Reverse(id)| id.index() < end);
-        if self.free.capacity() > 64 && self.free.len() < self.free.capacity() / 4 {
-            self.free.shrink_to_fit();
-        }
-        if self.slots.capacity() > 64 && self.slots.len() < self.slots.capacity() / 4 {
-            self.slots.shrink_to_fit();
-        }
+        self.end = self.slots.keys().map(|id| id.0 + 1).max().unwrap_or(0);
+        let end = self.end;
+        self.free.retain(|Reverse(id)| id.0 < end);
+        shrink_if_sparse(
+            &mut self.ids,
+            HashMap::len,
+            HashMap::capacity,
+            HashMap::shrink_to_fit,
+        );
+        shrink_if_sparse(
+            &mut self.slots,
+            HashMap::len,
+            HashMap::capacity,
+            HashMap::shrink_to_fit,
+        );
+        shrink_if_sparse(
+            &mut self.free,
+            BinaryHeap::len,
+            BinaryHeap::capacity,
+            BinaryHeap::shrink_to_fit,
+        );
+    }
+}
+
+/// Shrinks a table whose capacity is over four times what it holds.
+fn shrink_if_sparse<T>(
+    table: &mut T,
+    len: impl Fn(&T) -> usize,
+    capacity: impl Fn(&T) -> usize,
+    shrink: impl Fn(&mut T),
+) {
+    if capacity(table) > 64 && len(table) < capacity(table) / 4 {
+        shrink(table);
     }
 }
 
@@ -334,5 +355,23 @@ mod tests {
         assert_eq!(tenants.live(), 0);
         assert_eq!(tenants.len(), 0, "trailing free slots are dropped");
         assert!(tenants.inner.read().ids.capacity() <= 2_048);
+    }
+
+    #[test]
+    fn one_name_left_with_a_high_id_keeps_nothing_else() {
+        let tenants = Tenants::new();
+        let names: Vec<String> = (0..10_000).map(|i| format!("n{i}")).collect();
+        let pinned = tenants.pin_all(names.iter().map(String::as_str));
+        tenants.unpin(&pinned.distinct);
+        let last = tenants.lookup("n9999").unwrap();
+        // Only the last name still has items.
+        tenants.sweep(|unused| unused.retain(|&id| id != last.id), |_| {});
+        assert_eq!(tenants.live(), 1);
+        assert_eq!(tenants.len(), 10_000, "ids stay valid up to the live one");
+        let inner = tenants.inner.read();
+        assert!(inner.slots.capacity() <= 64, "{}", inner.slots.capacity());
+        assert!(inner.ids.capacity() <= 64, "{}", inner.ids.capacity());
+        drop(inner);
+        assert_eq!(tenants.intern_all(["new"]), vec![TenantId::new(0)]);
     }
 }

@@ -116,11 +116,10 @@ impl Cluster {
                     node.view().keep_unused(unused);
                 }
             },
-            // Ids past the table's end are free everywhere: the views drop
-            // their counts (while no name can take such an id).
-            |ids| {
+            // Names went: the views give their memory back.
+            |_| {
                 for node in roster.live() {
-                    node.view().trim(ids);
+                    node.view().shrink();
                 }
             },
         );

@@ -12,6 +12,7 @@ use crate::replication::Read;
 use crate::tenants::TenantId;
 use crate::version::Version;
 use parking_lot::{Condvar, Mutex};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -33,11 +34,19 @@ pub struct View {
 
 struct Counts {
     watermark: Version,
-    by_tenant: Vec<u64>,
+    /// Tenants with at least one item here; a count that drops to zero is
+    /// removed, so the map follows live tenants, whatever their ids.
+    by_tenant: HashMap<TenantId, u64>,
 }
 
 impl View {
-    pub fn new(watermark: Version, by_tenant: Vec<u64>) -> View {
+    /// A view of counts indexed by tenant id (`counts[id]`).
+    pub fn new(watermark: Version, counts: Vec<u64>) -> View {
+        let by_tenant = (0..)
+            .map(TenantId::new)
+            .zip(counts)
+            .filter(|&(_, count)| count > 0)
+            .collect();
         View {
             state: Mutex::new(Counts {
                 watermark,
@@ -86,15 +95,12 @@ impl View {
         self.state.lock().count(tenant)
     }
 
-    /// Drops the counts of ids from `ids` up (they are all zero: the
-    /// tenants table forgot them), giving their memory back.
-    pub fn trim(&self, ids: usize) {
+    /// Gives back the memory of tenants that left (after a churn of names).
+    pub fn shrink(&self) {
         let mut state = self.state.lock();
-        if state.by_tenant.len() > ids {
-            state.by_tenant.truncate(ids);
-            if state.by_tenant.capacity() > 2 * ids.max(64) {
-                state.by_tenant.shrink_to_fit();
-            }
+        let counts = &mut state.by_tenant;
+        if counts.capacity() > 64 && counts.len() < counts.capacity() / 4 {
+            counts.shrink_to_fit();
         }
     }
 
@@ -130,14 +136,12 @@ impl View {
     fn publish(&self, watermark: Version, changes: &mut Changes) {
         let mut state = self.state.lock();
         for &tenant in &changes.touched {
-            let index = tenant.index();
-            if state.by_tenant.len() <= index {
-                state.by_tenant.resize(index + 1, 0);
-            }
-            let delta = changes.by_tenant[index];
-            let count = &mut state.by_tenant[index];
+            let delta = std::mem::take(&mut changes.by_tenant[tenant.index()]);
+            let count = state.by_tenant.entry(tenant).or_default();
             *count = count.saturating_add_signed(delta);
-            changes.by_tenant[index] = 0;
+            if *count == 0 {
+                state.by_tenant.remove(&tenant);
+            }
         }
         changes.touched.clear();
         state.watermark = state.watermark.max(watermark);
@@ -148,7 +152,7 @@ impl View {
 
 impl Counts {
     fn count(&self, tenant: TenantId) -> u64 {
-        self.by_tenant.get(tenant.index()).copied().unwrap_or(0)
+        self.by_tenant.get(&tenant).copied().unwrap_or(0)
     }
 }
 
