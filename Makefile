@@ -1,7 +1,8 @@
 # distributed-counter — see README.md.
 #   make run    build (release) and start on 127.0.0.1:8085
 #   make test   format check, clippy, and every test (scale-out tests when
-#               redis-server is installed, browser tests when chromium is)
+#               redis-server is installed, browser tests when chromium is,
+#               the API fuzz run when .ci/schemathesis.sh --install was run)
 #   make lint   format check and clippy only
 #   make bench  release benchmark; prints a table (see README "Performance");
 #               ARGS=--quick for a short run, ARGS="--only scaleout" for one
@@ -29,6 +30,11 @@ test: lint
 		$(CARGO) test --features scaleout --test scaleout --test scaleout_http; \
 	else \
 		echo "redis-server is not installed: the scale-out tests are skipped (see README)"; \
+	fi
+	@if [ -x target/schemathesis-venv/bin/st ]; then \
+		.ci/schemathesis.sh && .ci/schemathesis.sh --fault-injection; \
+	else \
+		echo "schemathesis is not installed: the API fuzz run is skipped (.ci/schemathesis.sh --install)"; \
 	fi
 
 fmt:
