@@ -5,7 +5,7 @@ mod common;
 
 use common::{Server, TempDir, items};
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -14,24 +14,6 @@ fn durable(dir: &TempDir, extra: &[&str]) -> Server {
     let mut args = vec!["--data-dir", dir.arg()];
     args.extend_from_slice(extra);
     Server::start(&args)
-}
-
-/// Starts the binary on `dir`, expecting it to refuse (exit 1); its stderr.
-fn start_must_fail(dir: &TempDir) -> String {
-    let output = Command::new(common::binary())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--node-port",
-            "0",
-            "--data-dir",
-            dir.arg(),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn wait_every_node_holds(server: &Server, expected: u64) {
@@ -181,7 +163,7 @@ fn damage_in_the_middle_refuses_to_start_naming_file_and_offset() {
     bytes[middle] ^= 0x40;
     std::fs::write(&segment, &bytes).unwrap();
 
-    let stderr = start_must_fail(&dir);
+    let stderr = dir.start_must_fail();
     let name = segment.file_name().unwrap().to_str().unwrap();
     assert!(
         stderr.contains(name) && stderr.contains("offset"),
@@ -232,7 +214,7 @@ fn compaction_keeps_disk_bounded_by_live_items() {
 fn a_data_dir_is_used_by_one_process_at_a_time() {
     let dir = TempDir::new("lock");
     let server = durable(&dir, &[]);
-    let stderr = start_must_fail(&dir);
+    let stderr = dir.start_must_fail();
     assert!(
         stderr.contains("in use by another process") && stderr.contains("LOCK"),
         "{stderr}"

@@ -10,10 +10,10 @@
 
 mod common;
 
-use common::{Reply, Server};
+use common::{Reply, Server, read_reply_from};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
@@ -263,58 +263,7 @@ fn exchange(server: &Server, bytes: &[u8], method: &str) -> Reply {
         .set_read_timeout(Some(common::PATIENCE))
         .expect("timeout");
     (&stream).write_all(bytes).expect("send the request");
-    read_reply(&mut BufReader::new(stream), method)
-}
-
-fn read_reply(reader: &mut impl BufRead, method: &str) -> Reply {
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("status line");
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("header line");
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((key, value)) = line.split_once(':') {
-            headers.push((key.trim().to_string(), value.trim().to_string()));
-        }
-    }
-    let mut reply = Reply {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if method == "HEAD" {
-        return reply;
-    }
-    if let Some(length) = reply.header("Content-Length") {
-        let mut body = vec![0; length.parse().expect("numeric length")];
-        reader.read_exact(&mut body).expect("body");
-        reply.body = body;
-    } else if reply
-        .header("Transfer-Encoding")
-        .is_some_and(|te| te.contains("chunked"))
-    {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size).expect("chunk size");
-            let size = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk).expect("chunk");
-            if size == 0 {
-                break;
-            }
-            reply.body.extend_from_slice(&chunk[..size]);
-        }
-    }
-    reply
+    read_reply_from(&mut BufReader::new(stream), method).expect("an answer")
 }
 
 /// `send` and `check`.
@@ -715,7 +664,7 @@ fn the_http_layer_errors_are_documented() {
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n")
         .expect("send");
     thread::sleep(Duration::from_millis(400));
-    let reply = read_reply(&mut BufReader::new(stream), "GET");
+    let reply = read_reply_from(&mut BufReader::new(stream), "GET").expect("an answer");
     assert_eq!(reply.status, 408, "{}", reply.text());
     check(&doc, "GET", "/metrics", &reply);
 }

@@ -11,35 +11,11 @@ use distributed_counter::version::Version;
 use distributed_counter::wal::{crc, legacy, record};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn durable(dir: &TempDir) -> Server {
     Server::start(&["--data-dir", dir.arg()])
-}
-
-/// Starts the binary on `dir`, expecting it to refuse (exit 1); its stderr.
-fn start_must_fail(dir: &TempDir) -> String {
-    let output = Command::new(common::binary())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--node-port",
-            "0",
-            "--data-dir",
-            dir.arg(),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(
-        !stderr.contains("listening on"),
-        "it must not serve: {stderr}"
-    );
-    stderr
 }
 
 /// One item in `tenant`, as a log payload.
@@ -279,7 +255,7 @@ fn a_data_dir_holding_version_2_64_minus_1_is_refused() {
     for (name, bytes, offset) in cases {
         let dir = TempDir::new("version");
         let path = dir_with(&dir, name, &bytes);
-        let stderr = start_must_fail(&dir);
+        let stderr = dir.start_must_fail();
         let expected = format!(
             "{} is damaged at offset {offset}: a version is at or above 2^63",
             path.display()

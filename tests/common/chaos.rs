@@ -4,8 +4,8 @@
 //! schedule paced by the clients' progress rather than by sleeps.
 #![allow(dead_code)]
 
-use crate::common::{PATIENCE, Reply, Server};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use crate::common::{PATIENCE, Reply, Server, read_reply_from};
+use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -66,54 +66,8 @@ impl Conn {
             body.len()
         );
         reader.get_mut().write_all(request.as_bytes())?;
-        read_reply(reader)
+        read_reply_from(reader, method)
     }
-}
-
-fn broken(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
-}
-
-fn read_line(reader: &mut BufReader<TcpStream>) -> io::Result<String> {
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(line)
-}
-
-fn read_reply(reader: &mut BufReader<TcpStream>) -> io::Result<Reply> {
-    let line = read_line(reader)?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| broken("bad status line"))?;
-    let mut headers = Vec::new();
-    loop {
-        let line = read_line(reader)?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((key, value)) = line.split_once(':') {
-            headers.push((key.trim().to_string(), value.trim().to_string()));
-        }
-    }
-    let mut reply = Reply {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    // The service always sends a length (no chunked answers to these routes).
-    let length: usize = reply
-        .header("Content-Length")
-        .and_then(|length| length.parse().ok())
-        .ok_or_else(|| broken("no Content-Length"))?;
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    reply.body = body;
-    Ok(reply)
 }
 
 /// `{"counter":N}` of a 200 count answer.

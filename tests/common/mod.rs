@@ -219,57 +219,81 @@ impl Client {
     }
 
     pub fn read_reply(&mut self) -> Reply {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("status line");
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {line:?}"));
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            self.reader.read_line(&mut line).expect("header line");
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((key, value)) = line.split_once(':') {
-                headers.push((key.trim().to_string(), value.trim().to_string()));
-            }
-        }
-        let mut reply = Reply {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        if let Some(length) = reply.header("Content-Length") {
-            let mut body = vec![0; length.parse().expect("numeric length")];
-            self.reader.read_exact(&mut body).expect("body");
-            reply.body = body;
-        } else if reply
-            .header("Transfer-Encoding")
-            .is_some_and(|te| te.contains("chunked"))
-        {
-            reply.body = self.read_chunked();
-        }
-        reply
+        read_reply_from(&mut self.reader, "GET").expect("an answer")
     }
+}
 
-    fn read_chunked(&mut self) -> Vec<u8> {
-        let mut body = Vec::new();
-        loop {
-            let mut size = String::new();
-            self.reader.read_line(&mut size).expect("chunk size");
-            let size = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
-            let mut chunk = vec![0; size + 2];
-            self.reader.read_exact(&mut chunk).expect("chunk");
-            if size == 0 {
-                return body;
-            }
-            body.extend_from_slice(&chunk[..size]);
+/// Reads one answer from `reader`: status line, headers, then the body by
+/// `Content-Length` or chunked (none after a `HEAD`). An error for an
+/// early end or a malformed answer, so that a client expecting trouble
+/// can go on.
+pub fn read_reply_from(reader: &mut impl BufRead, method: &str) -> std::io::Result<Reply> {
+    let line = read_line(reader)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| malformed(format!("bad status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(reader)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((key, value)) = line.split_once(':') {
+            headers.push((key.trim().to_string(), value.trim().to_string()));
         }
     }
+    let mut reply = Reply {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if method == "HEAD" {
+        return Ok(reply);
+    }
+    if let Some(length) = reply.header("Content-Length") {
+        let length = length
+            .parse()
+            .map_err(|_| malformed(format!("Content-Length {length:?}")))?;
+        reply.body = vec![0; length];
+        reader.read_exact(&mut reply.body)?;
+    } else if reply
+        .header("Transfer-Encoding")
+        .is_some_and(|te| te.contains("chunked"))
+    {
+        reply.body = read_chunked_body(reader)?;
+    }
+    Ok(reply)
+}
+
+fn read_chunked_body(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let size = read_line(reader)?;
+        let size = usize::from_str_radix(size.trim(), 16)
+            .map_err(|_| malformed(format!("chunk size {size:?}")))?;
+        let mut chunk = vec![0; size + 2];
+        reader.read_exact(&mut chunk)?;
+        if size == 0 {
+            return Ok(body);
+        }
+        body.extend_from_slice(&chunk[..size]);
+    }
+}
+
+/// One line; an error at the end of the stream.
+fn read_line(reader: &mut impl BufRead) -> std::io::Result<String> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(line)
+}
+
+fn malformed(what: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what)
 }
 
 /// Waits until `condition` holds, failing the test after [`PATIENCE`].
@@ -306,6 +330,24 @@ impl TempDir {
 
     pub fn arg(&self) -> &str {
         self.0.to_str().expect("temp paths are UTF-8")
+    }
+
+    /// Starts the binary on this data dir, expecting it to refuse (exit 1)
+    /// without serving; its stderr.
+    pub fn start_must_fail(&self) -> String {
+        let output = Command::new(binary())
+            .args(["--listen", "127.0.0.1:0", "--node-port", "0"])
+            .args(["--data-dir", self.arg()])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run the binary");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            !stderr.contains("listening on"),
+            "it must not serve: {stderr}"
+        );
+        stderr
     }
 
     /// Total bytes of the files in the directory.
