@@ -339,10 +339,10 @@ impl Coordinator {
         let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let mut frame = Vec::with_capacity(protocol::EMPTY_STORE_BYTES + entries * 20 + 64);
         outbox::encode(&mut frame, request_id, &group);
-        let addr = self.cluster.roster().node(node).and_then(Node::addr);
-        let sent = addr
+        let target = self.cluster.roster().node(node).cloned();
+        let sent = target
             .ok_or(pool::CallError::NodeGone)
-            .and_then(|addr| self.send(lane, addr, &frame, deadline));
+            .and_then(|target| self.send(lane, &target, &frame, deadline));
         match sent {
             Ok(connection) => Ok(Flight::new(node, group, connection, request_id, deadline)),
             Err(error) => {
@@ -363,15 +363,15 @@ impl Coordinator {
     fn send(
         &self,
         lane: &Lane,
-        addr: std::net::SocketAddr,
+        target: &Node,
         frame: &[u8],
         deadline: Instant,
     ) -> Result<pool::Connection, pool::CallError> {
-        let mut connection = lane.pool.take(addr)?;
+        let mut connection = lane.pool.take(target)?;
         match connection.send(frame, deadline) {
             Ok(()) => Ok(connection),
             Err(_) if connection.reused => {
-                let mut fresh = pool::Connection::open(addr)?;
+                let mut fresh = pool::Connection::open(target)?;
                 fresh.send(frame, deadline)?;
                 Ok(fresh)
             }

@@ -3,6 +3,7 @@
 //! bounded wait.
 
 use crate::keys::Secret;
+use crate::node::Node;
 use crate::protocol::{self, FrameError, Response};
 use parking_lot::Mutex;
 use std::fmt;
@@ -85,14 +86,15 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects and proves it knows the process secret (the handshake of
-    /// [`crate::protocol`]), trying again when the node closed the
-    /// connection mid-handshake.
-    pub fn open(addr: SocketAddr) -> Result<Connection, CallError> {
+    /// Connects to `node` and proves it knows the process secret (the
+    /// handshake of [`crate::protocol`]), trying again when the node closed
+    /// the connection mid-handshake.
+    pub fn open(node: &Node) -> Result<Connection, CallError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match Connection::open_once(addr) {
+            let addr = node.addr().ok_or(CallError::NodeGone)?;
+            match Connection::open_once(node, addr) {
                 Err(CallError::Receive(_) | CallError::Send(_)) if attempt < CONNECT_ATTEMPTS => {
                     continue;
                 }
@@ -101,9 +103,12 @@ impl Connection {
         }
     }
 
-    fn open_once(addr: SocketAddr) -> Result<Connection, CallError> {
+    fn open_once(node: &Node, addr: SocketAddr) -> Result<Connection, CallError> {
         let stream =
             TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(CallError::Connect)?;
+        // Hostile connections flooding the node must not get this one
+        // closed before it proves itself.
+        let _announced = stream.local_addr().map(|from| node.announce(from));
         stream.set_nodelay(true).map_err(CallError::Connect)?;
         let writer = stream.try_clone().map_err(CallError::Connect)?;
         let mut connection = Connection {
@@ -200,15 +205,17 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A connection to `addr`: an idle one if there is one, else a new one.
-    pub fn take(&self, addr: SocketAddr) -> Result<Connection, CallError> {
+    /// A connection to `node` where it listens now: an idle one if there
+    /// is one, else a new one.
+    pub fn take(&self, node: &Node) -> Result<Connection, CallError> {
+        let addr = node.addr().ok_or(CallError::NodeGone)?;
         let mut idle = self.idle.lock();
         idle.retain(|connection| connection.addr == addr);
         match idle.pop() {
             Some(connection) => Ok(connection),
             None => {
                 drop(idle);
-                Connection::open(addr)
+                Connection::open(node)
             }
         }
     }

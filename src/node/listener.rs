@@ -14,7 +14,7 @@ use crate::keys::{self, Secret};
 use crate::protocol::{self, FrameError, Request, Response};
 use std::collections::HashMap;
 use std::io::{self, BufReader, BufWriter, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +62,8 @@ struct ConnectionsState {
 
 struct Open {
     stream: TcpStream,
+    /// Where it comes from.
+    peer: SocketAddr,
     proven: bool,
     /// Sent a well-formed `Hello`: at least it speaks the protocol.
     greeted: bool,
@@ -113,8 +115,8 @@ impl Listener {
 
 fn accept_loop(shared: &Arc<Shared>, socket: &TcpListener, connections: &Arc<Connections>) {
     loop {
-        let stream = match socket.accept() {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match socket.accept() {
+            Ok(accepted) => accepted,
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
             Err(_) => {
                 // EMFILE and friends: back off and keep serving.
@@ -122,7 +124,7 @@ fn accept_loop(shared: &Arc<Shared>, socket: &TcpListener, connections: &Arc<Con
                 continue;
             }
         };
-        if let Err(stream) = connections.admit(shared, stream) {
+        if let Err(stream) = connections.admit(shared, stream, peer) {
             let _ = stream.shutdown(Shutdown::Both);
         }
     }
@@ -131,7 +133,12 @@ fn accept_loop(shared: &Arc<Shared>, socket: &TcpListener, connections: &Arc<Con
 impl Connections {
     /// Registers a new connection and gives it a thread, closing the oldest
     /// unproven one if too many wait; gives the stream back if refused.
-    fn admit(self: &Arc<Self>, shared: &Arc<Shared>, stream: TcpStream) -> Result<(), TcpStream> {
+    fn admit(
+        self: &Arc<Self>,
+        shared: &Arc<Shared>,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Result<(), TcpStream> {
         let Ok(registered) = stream.try_clone() else {
             return Err(stream);
         };
@@ -141,14 +148,18 @@ impl Connections {
             return Err(stream);
         }
         // Too many wait to prove themselves: the oldest that never even said
-        // Hello goes first, then the oldest; a handshake in progress (ours
-        // takes well under a millisecond) is the last to go.
+        // Hello goes first, then the oldest. The coordinator's own
+        // connections (announced, see `Node::announce`) are never closed for
+        // a newcomer, however many arrive before they prove themselves.
+        let announced = shared.announced.lock();
         let unproven: Vec<(u64, bool, Instant)> = state
             .open
             .iter()
             .filter(|(_, open)| !open.proven)
+            .filter(|(_, open)| !announced.contains(&open.peer))
             .map(|(id, open)| (*id, open.greeted, open.since))
             .collect();
+        drop(announced);
         if unproven.len() >= MAX_UNPROVEN
             && let Some((victim, _, _)) = unproven
                 .iter()
@@ -162,6 +173,7 @@ impl Connections {
             id,
             Open {
                 stream: registered,
+                peer,
                 proven: false,
                 greeted: false,
                 since: Instant::now(),

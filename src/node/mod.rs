@@ -28,6 +28,7 @@ use crate::version::Version;
 use listener::Listener;
 use parking_lot::{Mutex, RwLock};
 use replication::View;
+use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -137,6 +138,25 @@ struct Shared {
     log: Arc<ReplicationLog>,
     tenants: Arc<Tenants>,
     stopped: AtomicBool,
+    /// Where the coordinator's connections that are mid-handshake come
+    /// from (their local addresses). A flood of hostile connections makes
+    /// the node close unproven ones for newcomers; these are never among
+    /// them. Only code in this process can add to it, and it spares a
+    /// connection eviction, not the proof.
+    announced: Mutex<HashSet<SocketAddr>>,
+}
+
+/// A connection the coordinator announced to a node (see
+/// [`Node::announce`]); the announcement ends when this is dropped.
+pub struct Announced {
+    node: Node,
+    from: SocketAddr,
+}
+
+impl Drop for Announced {
+    fn drop(&mut self) {
+        self.node.shared.announced.lock().remove(&self.from);
+    }
 }
 
 /// The threads of a running node: owned by the cluster, stopped by value.
@@ -168,12 +188,24 @@ impl Node {
                 log,
                 tenants,
                 stopped: AtomicBool::new(false),
+                announced: Mutex::new(HashSet::new()),
             }),
         }
     }
 
     pub fn id(&self) -> NodeId {
         self.shared.id
+    }
+
+    /// Tells the node that the connection from `from` is this process's
+    /// own, so that it is not closed to admit others while it proves
+    /// itself; until the returned value is dropped.
+    pub fn announce(&self, from: SocketAddr) -> Announced {
+        self.shared.announced.lock().insert(from);
+        Announced {
+            node: self.clone(),
+            from,
+        }
     }
 
     /// Starts the apply thread and listens. The node must have joined the
@@ -282,7 +314,7 @@ impl NodeThreads {
 mod tests {
     use super::*;
     use crate::coordinator::pool::Connection;
-    use crate::keys::TAG_BYTES;
+    use crate::keys::{Secret, TAG_BYTES};
     use crate::protocol::{self, OutgoingPiece, Response};
     use crate::replication::Read;
     use crate::store::Entry;
@@ -358,7 +390,7 @@ mod tests {
         guesser.write_all(&store_frame(&log, 8)).unwrap();
         assert!(closed_silently(guesser));
         // The coordinator's own connection proves itself and stores.
-        let mut real = Connection::open(addr).unwrap();
+        let mut real = Connection::open(&node).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         real.send(&store_frame(&log, 9), deadline).unwrap();
         assert!(matches!(
@@ -384,11 +416,45 @@ mod tests {
     }
 
     #[test]
+    fn an_announced_handshake_is_never_closed_to_admit_others() {
+        let (node, threads, _log) = node();
+        let addr = node.addr().unwrap();
+        let mut hello = Vec::new();
+        protocol::encode_hello(&mut hello);
+        let mut ours = TcpStream::connect(addr).unwrap();
+        let _announced = node.announce(ours.local_addr().unwrap());
+        ours.write_all(&hello).unwrap();
+        let mut challenge = Vec::new();
+        protocol::read_frame(&mut ours, &mut challenge, 64).unwrap();
+        let Ok(Response::Challenge { nonce }) = Response::decode(&challenge) else {
+            panic!("a challenge");
+        };
+        // Twice as many hostile handshakes as may wait, each challenged
+        // before the next comes: ours is the oldest of them all, and would be
+        // the first to go were it not announced.
+        let mut flood = Vec::new();
+        for _ in 0..2 * listener::MAX_UNPROVEN {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.write_all(&hello).unwrap();
+            protocol::read_frame(&mut stream, &mut challenge, 64).unwrap();
+            flood.push(stream);
+        }
+        assert!(closed_silently(flood.remove(0)), "the flood's oldest went");
+        let mut proof = Vec::new();
+        protocol::encode_proof(&mut proof, &Secret::of_process().tag(&nonce));
+        ours.write_all(&proof).unwrap();
+        let mut welcome = Vec::new();
+        protocol::read_frame(&mut ours, &mut welcome, 64).unwrap();
+        assert!(matches!(Response::decode(&welcome), Ok(Response::Welcome)));
+        threads.stop(&node);
+    }
+
+    #[test]
     fn stopping_closes_the_port_and_joins_every_thread() {
         let (node, threads, _log) = node();
         let addr = node.addr().unwrap();
         let _idle = TcpStream::connect(addr).unwrap();
-        let _proven = Connection::open(addr).unwrap();
+        let _proven = Connection::open(&node).unwrap();
         threads.stop(&node);
         assert!(node.addr().is_none());
         assert!(TcpStream::connect(addr).is_err());
@@ -405,7 +471,7 @@ mod tests {
         assert_ne!(node.addr(), Some(old));
         assert!(closed_silently(open));
         assert!(TcpStream::connect(old).is_err());
-        assert!(Connection::open(node.addr().unwrap()).is_ok());
+        assert!(Connection::open(&node).is_ok());
         threads.stop(&node);
     }
 }
