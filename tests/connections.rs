@@ -460,18 +460,6 @@ fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     prober.assert_all_served();
 }
 
-/// Server RSS (KiB) after `condition` held or `patience` passed, and whether it held.
-fn rss_once(server: &Server, patience: Duration, condition: impl Fn(u64) -> bool) -> (u64, bool) {
-    let started = Instant::now();
-    loop {
-        let rss = server.rss_kib();
-        if condition(rss) || started.elapsed() >= patience {
-            return (rss, condition(rss));
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn threads_and_memory_return_near_idle_after_the_attackers_leave() {
     let _alone = one_at_a_time();
@@ -513,7 +501,7 @@ fn threads_and_memory_return_near_idle_after_the_attackers_leave() {
         // the 64 MiB an attack takes stay, varying from one attack to the
         // next.
         let bound = rss_idle + (rss_attacked - rss_idle) * 3 / 10;
-        let (rss_after, near) = rss_once(&server, Duration::from_secs(5), |rss| rss <= bound);
+        let (rss_after, near) = server.rss_when(Duration::from_secs(5), |rss| rss <= bound);
         println!("round {round}: threads back in {took:?}; RSS {rss_after} KiB");
         assert!(
             near,

@@ -205,19 +205,6 @@ fn logging_to_a_closed_stderr_does_not_panic_anything() {
     assert_eq!(status.code(), Some(0), "{status}");
 }
 
-/// Server RSS (KiB) once `condition` holds, or after `patience`; and whether
-/// it held.
-fn rss_when(server: &Server, patience: Duration, condition: impl Fn(u64) -> bool) -> (u64, bool) {
-    let started = Instant::now();
-    loop {
-        let rss = server.rss_kib();
-        if condition(rss) || started.elapsed() >= patience {
-            return (rss, condition(rss));
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn churning_through_half_a_million_tenants_gives_their_memory_back() {
     let _alone = one_at_a_time();
@@ -275,9 +262,7 @@ fn churning_through_half_a_million_tenants_gives_their_memory_back() {
         ));
     }
     let slack = (rss_start / 4).max(8 * 1024);
-    let (rss_end, back) = rss_when(&server, Duration::from_secs(5), |rss| {
-        rss <= rss_start + slack
-    });
+    let (rss_end, back) = server.rss_when(Duration::from_secs(5), |rss| rss <= rss_start + slack);
     if !back {
         problems.push(format!(
             "RSS {rss_end} KiB after the churn, {rss_start} KiB before (peak {rss_peak} KiB)"

@@ -297,12 +297,8 @@ fn malformed(what: String) -> std::io::Error {
 }
 
 /// Waits until `condition` holds, failing the test after [`PATIENCE`].
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(10));
-    }
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    wait_within(what, PATIENCE, condition);
 }
 
 /// `[{"ID":id,"tenant":tenant}, ...]`
@@ -670,6 +666,19 @@ impl Server {
             .find_map(|line| line.strip_prefix("VmRSS:"))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// RSS (KiB) once `condition` holds of it, or when `patience` has
+    /// passed; and whether it held. Memory given back takes a moment to show.
+    pub fn rss_when(&self, patience: Duration, condition: impl Fn(u64) -> bool) -> (u64, bool) {
+        let started = Instant::now();
+        loop {
+            let rss = self.rss_kib();
+            if condition(rss) || started.elapsed() >= patience {
+                return (rss, condition(rss));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// `GET /metrics` as text.
