@@ -9,13 +9,13 @@
 //!   batch        validates a POST body, borrowing tenants
 //!   backend      the storage seam: the in-process cluster or a Redis Cluster
 //!   coordinator/ the one entry point of writes and reads: ordering, WAL, load
-//!                balancing, combining pieces per node, reads at a watermark
+//!                balancing, chunks handed to nodes in memory, reads at a watermark
 //!   cluster/     membership (the roster), master election, fault injection,
 //!                the keeper thread (re-copies lagging nodes, forgets tenants)
 //!   replication  the replication log: pieces of batches → whole commits in
 //!                version order, bounded in bytes
 //!   node/        one node: listener + connection threads, apply thread, view
-//!   protocol     the framed binary protocol between coordinator and nodes
+//!   protocol     the framed binary protocol of the node ports
 //!   codec        the 20-byte entry both the protocol and the WAL use
 //!   keys         per-process secret (node handshake) and hash keys
 //!   store        a node's sharded map, last-writer-wins on versions

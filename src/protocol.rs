@@ -1,4 +1,7 @@
-//! The framed binary protocol between the coordinator and the nodes.
+//! The framed binary protocol of the node ports (SPEC.md "Node ports").
+//! The coordinator of this process hands chunks to nodes in memory
+//! ([`crate::node::Node::take`]); a `Store` frame from a peer that proved it
+//! knows the process secret goes through the same intake.
 //!
 //! A frame is a little-endian `u32` payload length, then the payload: a tag
 //! byte and a body. A frame longer than the reader allows, an unknown tag or
@@ -15,16 +18,16 @@
 //! | tag | message | body |
 //! | --- | --- | --- |
 //! | 11 | `Hello` | none |
-//! | 10 | `Challenge` (node → coordinator) | 16-byte nonce |
+//! | 10 | `Challenge` (node → peer) | 16-byte nonce |
 //! | 12 | `Proof` | 16-byte tag |
-//! | 131 | `Welcome` (node → coordinator) | none: the proof is accepted, frames may follow |
+//! | 131 | `Welcome` (node → peer) | none: the proof is accepted, frames may follow |
 //! | 1 | `Store` | `u64` request id, `u32` pieces, then per piece: `u64` first version of its batch, `u64` offset in the batch, `u32` n, n × entry (see [`crate::codec`]) |
 //! | 129 | `Stored` | `u64` request id: every piece is in the replication log |
-//! | 130 | `Refused` | `u64` request id: the log is full, nothing was taken |
+//! | 130 | `Refused` | `u64` request id: the node is stalled or the log is full; nothing was taken |
 //!
 //! Entry `i` of a piece must carry version `first + offset + i`. Counts do
-//! not cross this protocol: the coordinator reads them from the nodes'
-//! memory (see `node::replication::View`).
+//! not cross this protocol either: the coordinator reads them from the
+//! nodes' memory (see `node::replication::View`).
 
 use crate::codec::{self, ENTRY_BYTES, Reader};
 use crate::keys::{NONCE_BYTES, TAG_BYTES};
@@ -38,11 +41,7 @@ use std::io::{self, Read};
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 /// Largest frame accepted before the peer is authenticated.
 pub const MAX_HANDSHAKE_BYTES: usize = 1 + TAG_BYTES;
-const STORE_HEADER_BYTES: usize = 1 + 8 + 4;
 const PIECE_HEADER_BYTES: usize = 8 + 8 + 4;
-/// Most entries a `Store` frame carries; a larger chunk is sent as several.
-pub const MAX_ENTRIES_PER_FRAME: usize =
-    (MAX_FRAME_BYTES - STORE_HEADER_BYTES - PIECE_HEADER_BYTES) / ENTRY_BYTES;
 const TAG_STORE: u8 = 1;
 const TAG_CHALLENGE: u8 = 10;
 const TAG_HELLO: u8 = 11;
@@ -51,7 +50,7 @@ const TAG_STORED: u8 = 129;
 const TAG_REFUSED: u8 = 130;
 const TAG_WELCOME: u8 = 131;
 
-/// What the coordinator sends a node.
+/// What a peer sends a node.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Request {
     Hello,
@@ -65,7 +64,7 @@ pub enum Request {
     },
 }
 
-/// What a node sends the coordinator.
+/// What a node answers.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Response {
     Challenge { nonce: [u8; NONCE_BYTES] },
@@ -82,12 +81,9 @@ pub struct OutgoingPiece<'a> {
 }
 
 /// Bytes a piece of `entries` entries adds to a `Store` frame.
-pub fn piece_bytes(entries: usize) -> usize {
+fn piece_bytes(entries: usize) -> usize {
     PIECE_HEADER_BYTES + entries * ENTRY_BYTES
 }
-
-/// Bytes of a `Store` frame with no pieces.
-pub const EMPTY_STORE_BYTES: usize = 4 + STORE_HEADER_BYTES;
 
 /// Why a frame could not be read.
 #[derive(Debug)]
@@ -163,8 +159,8 @@ fn finish_frame(out: &mut [u8]) {
     out[..4].copy_from_slice(&length.to_le_bytes());
 }
 
-/// Encodes a `Store` of pieces holding at most [`MAX_ENTRIES_PER_FRAME`]
-/// entries together.
+/// Encodes a `Store` of pieces (at most [`MAX_FRAME_BYTES`] in all, or the
+/// node drops the connection).
 pub fn encode_store(out: &mut Vec<u8>, id: u64, pieces: &[OutgoingPiece<'_>]) {
     start_frame(out, TAG_STORE);
     out.extend_from_slice(&id.to_le_bytes());
@@ -295,6 +291,9 @@ fn end(reader: &Reader<'_>) -> Result<(), FrameError> {
 mod tests {
     use super::*;
     use crate::tenants::TenantId;
+
+    /// Bytes of a `Store` frame with no pieces: length, tag, id, count.
+    const EMPTY_STORE_BYTES: usize = 4 + 1 + 8 + 4;
 
     fn payload_of(frame: &[u8]) -> Vec<u8> {
         let mut payload = Vec::new();

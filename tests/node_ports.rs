@@ -1,7 +1,7 @@
-//! Node ports (issue #10): only the process's own coordinator can store.
-//! Forged frames, fake handshakes, oversize announcements, floods of
+//! Node ports (issue #10): only a peer that knows the process secret can
+//! store. Forged frames, fake handshakes, oversize announcements, floods of
 //! connections that never prove themselves, garbage and silence are dropped
-//! without harm to the data, the node or the coordinator's own traffic.
+//! without harm to the data, the node or the writes.
 
 mod common;
 
@@ -200,8 +200,7 @@ fn three_hundred_connections_that_never_finish_the_handshake_do_not_stop_posts()
                 }
             });
         }
-        // Four writers at once, so the coordinator needs several
-        // connections per node, opened under the flood.
+        // Four writers at once, while the flood goes on.
         let writers: Vec<_> = (0..4i64)
             .map(|w| {
                 let server = &server;

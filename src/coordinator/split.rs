@@ -5,17 +5,12 @@
 //! 3, 2). The node that takes the first chunk takes turns from batch to
 //! batch, so a stream of one-item batches spreads evenly too; the turn
 //! starts again at the lowest id when membership changes (so the first batch
-//! after a start, a crash or a restart begins at the lowest live id). A
-//! chunk larger than a frame is sent as several pieces.
+//! after a start, a crash or a restart begins at the lowest live id).
 
-use super::outbox::Parcel;
 use crate::node::NodeId;
-use crate::protocol;
-use crate::store::Entry;
-use crate::version::Versions;
 use parking_lot::Mutex;
 use std::ops::Range;
-use std::sync::Arc;
+use std::time::Instant;
 
 /// Whose turn it is to take a batch's first chunk.
 #[derive(Default)]
@@ -38,40 +33,32 @@ impl Turn {
     }
 }
 
-/// One piece of a batch on its way to one node.
+/// One chunk of a batch, and the node that is to take it.
 pub struct Job {
-    pub parcel: Parcel,
+    /// Where the chunk lies in the batch.
+    pub range: Range<usize>,
     pub node: NodeId,
-    /// Nodes that already failed this piece.
+    /// Nodes that already refused the chunk.
     pub tried: Vec<NodeId>,
+    /// When the chunk stops waiting for a stalled node.
+    pub deadline: Instant,
 }
 
-/// The pieces of a batch: chunk `i` goes to `targets[(first + i) % n]`.
-pub fn jobs(
-    versions: Versions,
-    entries: &Arc<[Entry]>,
-    targets: &[NodeId],
-    first: usize,
-) -> Vec<Job> {
-    let chunks = split_evenly(entries.len(), targets.len());
-    let mut jobs = Vec::new();
-    for (index, chunk) in chunks.into_iter().enumerate() {
-        let node = targets[(first + index) % targets.len()];
-        for range in split_by_frame(chunk) {
-            jobs.push(Job {
-                parcel: Parcel {
-                    batch: versions.first,
-                    offset: range.start as u64,
-                    entries: entries.clone(),
-                    range,
-                    patient: false,
-                },
-                node,
-                tried: Vec::new(),
-            });
-        }
-    }
-    jobs
+/// The chunks of a batch of `len` items: chunk `i` goes to
+/// `targets[(first + i) % n]`, waiting for it until `deadline`; empty
+/// chunks are left out.
+pub fn jobs(len: usize, targets: &[NodeId], first: usize, deadline: Instant) -> Vec<Job> {
+    split_evenly(len, targets.len())
+        .into_iter()
+        .enumerate()
+        .filter(|(_, range)| !range.is_empty())
+        .map(|(index, range)| Job {
+            range,
+            node: targets[(first + index) % targets.len()],
+            tried: Vec::new(),
+            deadline,
+        })
+        .collect()
 }
 
 /// Cuts `len` items into `parts` contiguous ranges whose sizes differ by at
@@ -90,20 +77,9 @@ pub fn split_evenly(len: usize, parts: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// Cuts a node's chunk into pieces that each fit in one frame.
-fn split_by_frame(range: Range<usize>) -> impl Iterator<Item = Range<usize>> {
-    let step = protocol::MAX_ENTRIES_PER_FRAME;
-    range
-        .clone()
-        .step_by(step)
-        .map(move |start| start..(start + step).min(range.end))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tenants::TenantId;
-    use crate::version::Version;
 
     fn sizes(len: usize, parts: usize) -> Vec<usize> {
         split_evenly(len, parts).iter().map(|r| r.len()).collect()
@@ -122,21 +98,6 @@ mod tests {
     }
 
     #[test]
-    fn large_chunks_are_cut_to_frame_size() {
-        let max = protocol::MAX_ENTRIES_PER_FRAME;
-        let pieces: Vec<_> = split_by_frame(5..5 + 2 * max + 1).collect();
-        assert_eq!(
-            pieces,
-            vec![
-                5..5 + max,
-                5 + max..5 + 2 * max,
-                5 + 2 * max..5 + 2 * max + 1
-            ]
-        );
-        assert_eq!(split_by_frame(3..3).count(), 0);
-    }
-
-    #[test]
     fn the_first_chunk_takes_turns_and_restarts_with_membership() {
         let turn = Turn::default();
         assert_eq!(
@@ -150,23 +111,32 @@ mod tests {
     #[test]
     fn single_items_rotate_over_the_nodes() {
         let targets = [NodeId(0), NodeId(1), NodeId(2)];
-        let entries: Arc<[Entry]> = Arc::from(vec![Entry {
-            id: 1,
-            version: Version::new(1),
-            tenant: TenantId::new(0),
-        }]);
-        let versions = Versions {
-            first: Version::new(1),
-            len: 1,
-        };
         let turn = Turn::default();
         let nodes: Vec<NodeId> = (0..4)
             .map(|_| {
-                let jobs = jobs(versions, &entries, &targets, turn.next(0, 3));
-                assert_eq!(jobs.len(), 1, "empty chunks are not sent");
+                let jobs = jobs(1, &targets, turn.next(0, 3), Instant::now());
+                assert_eq!(jobs.len(), 1, "empty chunks are left out");
                 jobs[0].node
             })
             .collect();
         assert_eq!(nodes, vec![NodeId(0), NodeId(1), NodeId(2), NodeId(0)]);
+    }
+
+    #[test]
+    fn a_batch_of_ten_over_four_is_three_three_two_two_from_the_turn() {
+        let targets = [NodeId(0), NodeId(1), NodeId(2), NodeId(3)];
+        let cut: Vec<(NodeId, usize)> = jobs(10, &targets, 2, Instant::now())
+            .iter()
+            .map(|job| (job.node, job.range.len()))
+            .collect();
+        assert_eq!(
+            cut,
+            vec![
+                (NodeId(2), 3),
+                (NodeId(3), 3),
+                (NodeId(0), 2),
+                (NodeId(1), 2)
+            ]
+        );
     }
 }

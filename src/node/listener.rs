@@ -1,28 +1,28 @@
 //! A node's TCP side: the accept thread, and one thread per connection that
-//! challenges the peer, then takes `Store` frames into the replication log.
+//! challenges the peer, then hands `Store` frames to the node's intake
+//! ([`super::Node::take`]) and acknowledges them.
 //!
-//! Anything but this process's coordinator is dropped without harm: a peer
-//! must complete the handshake (`Hello`, then the proof that it knows the
-//! process secret, see [`crate::protocol`]) within [`AUTH_TIMEOUT`], in
-//! frames of a few bytes at most, so a hostile peer costs almost nothing; at most
-//! [`MAX_UNPROVEN`] connections may wait to prove themselves, and a new one
-//! closes the oldest, so a flood of them cannot keep the coordinator out.
+//! Anything that cannot prove it knows the process secret is dropped without
+//! harm: a peer must complete the handshake (`Hello`, then the proof, see
+//! [`crate::protocol`]) within [`AUTH_TIMEOUT`], in frames of a few bytes at
+//! most, so a hostile peer costs almost nothing; at most [`MAX_UNPROVEN`]
+//! connections may wait to prove themselves, and a new one closes the oldest,
+//! so a flood of them cannot keep a proven peer out for long.
 //! Frame buffers grow only as bytes arrive.
 
-use super::{NodeError, Shared};
+use super::{NodeError, Refusal, Shared};
 use crate::keys::{self, Secret};
 use crate::protocol::{self, FrameError, Request, Response};
 use std::collections::HashMap;
 use std::io::{self, BufReader, BufWriter, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// Most connections that proved themselves served at once (the
-/// coordinator's pool uses a few per node).
+/// Most connections that proved themselves served at once.
 pub const MAX_CONNECTIONS: usize = 64;
 /// Most connections waiting to answer the challenge; a new one closes the
 /// oldest of them.
@@ -31,9 +31,6 @@ pub const MAX_UNPROVEN: usize = 16;
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(1);
 /// A proven connection that sends nothing for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a `Store` may wait for room in the replication log before the
-/// node refuses it (the coordinator then tries another node).
-pub const APPEND_WAIT: Duration = Duration::from_millis(200);
 /// How long the accept thread backs off after a failed accept (EMFILE...).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 /// Buffer sizes of a proven connection.
@@ -62,8 +59,6 @@ struct ConnectionsState {
 
 struct Open {
     stream: TcpStream,
-    /// Where it comes from.
-    peer: SocketAddr,
     proven: bool,
     /// Sent a well-formed `Hello`: at least it speaks the protocol.
     greeted: bool,
@@ -115,8 +110,8 @@ impl Listener {
 
 fn accept_loop(shared: &Arc<Shared>, socket: &TcpListener, connections: &Arc<Connections>) {
     loop {
-        let (stream, peer) = match socket.accept() {
-            Ok(accepted) => accepted,
+        let stream = match socket.accept() {
+            Ok((stream, _peer)) => stream,
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
             Err(_) => {
                 // EMFILE and friends: back off and keep serving.
@@ -124,7 +119,7 @@ fn accept_loop(shared: &Arc<Shared>, socket: &TcpListener, connections: &Arc<Con
                 continue;
             }
         };
-        if let Err(stream) = connections.admit(shared, stream, peer) {
+        if let Err(stream) = connections.admit(shared, stream) {
             let _ = stream.shutdown(Shutdown::Both);
         }
     }
@@ -133,12 +128,7 @@ fn accept_loop(shared: &Arc<Shared>, socket: &TcpListener, connections: &Arc<Con
 impl Connections {
     /// Registers a new connection and gives it a thread, closing the oldest
     /// unproven one if too many wait; gives the stream back if refused.
-    fn admit(
-        self: &Arc<Self>,
-        shared: &Arc<Shared>,
-        stream: TcpStream,
-        peer: SocketAddr,
-    ) -> Result<(), TcpStream> {
+    fn admit(self: &Arc<Self>, shared: &Arc<Shared>, stream: TcpStream) -> Result<(), TcpStream> {
         let Ok(registered) = stream.try_clone() else {
             return Err(stream);
         };
@@ -148,18 +138,13 @@ impl Connections {
             return Err(stream);
         }
         // Too many wait to prove themselves: the oldest that never even said
-        // Hello goes first, then the oldest. The coordinator's own
-        // connections (announced, see `Node::announce`) are never closed for
-        // a newcomer, however many arrive before they prove themselves.
-        let announced = shared.announced.lock();
+        // Hello goes first, then the oldest.
         let unproven: Vec<(u64, bool, Instant)> = state
             .open
             .iter()
             .filter(|(_, open)| !open.proven)
-            .filter(|(_, open)| !announced.contains(&open.peer))
             .map(|(id, open)| (*id, open.greeted, open.since))
             .collect();
-        drop(announced);
         if unproven.len() >= MAX_UNPROVEN
             && let Some((victim, _, _)) = unproven
                 .iter()
@@ -173,7 +158,6 @@ impl Connections {
             id,
             Open {
                 stream: registered,
-                peer,
                 proven: false,
                 greeted: false,
                 since: Instant::now(),
@@ -312,8 +296,10 @@ fn handle(shared: &Shared, payload: &[u8]) -> Option<Response> {
     if unknown {
         return None;
     }
-    match shared.log.append(pieces, Instant::now() + APPEND_WAIT) {
+    // The connection waited out any stall before reading the frame.
+    match shared.take(pieces) {
         Ok(()) => Some(Response::Stored { id }),
-        Err(_) => Some(Response::Refused { id }),
+        Err(Refusal::Busy | Refusal::Full) => Some(Response::Refused { id }),
+        Err(Refusal::Stopped) => None,
     }
 }
