@@ -23,7 +23,7 @@ mod split;
 use crate::backend::{Accepted, Backend, BackendError, NodeStatus, Unavailable};
 use crate::batch::Item;
 use crate::cluster::{Cluster, Fault, FaultError, Roster};
-use crate::node::{Node, NodeId, Refusal};
+use crate::node::{Node, NodeId, ROOM_WAIT, Refusal};
 use crate::replication::{Piece, ReplicationLog};
 use crate::store::Entry;
 use crate::tenants::{Pinned, Tenants};
@@ -34,8 +34,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long a chunk waits for its node to take it (the node is stalled: it
-/// answers nothing) before it goes to another live node.
+/// How long a chunk waits, in all, for stalled nodes (they answer nothing)
+/// to take it; then only a live node that takes it at once will do, or the
+/// write fails.
 pub const TAKE_TIMEOUT: Duration = Duration::from_millis(300);
 /// How often a chunk waiting for a stalled node offers itself again.
 const STALL_POLL: Duration = Duration::from_millis(5);
@@ -45,6 +46,14 @@ pub const COUNT_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// How long a read may wait in all: long enough for a write that stalls the
 /// watermark to resolve (acknowledged, or settled after its retries).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A batch on its way to the nodes.
+struct Batch<'a> {
+    versions: Versions,
+    entries: &'a [Entry],
+    /// When a full log stops being waited on.
+    room_by: Instant,
+}
 
 /// Settles a batch in the replication log unless its pieces were all
 /// stored, so no failure path (an error, a panic) can leave it blocking
@@ -165,8 +174,10 @@ impl Coordinator {
 
     /// Stores a batch: each writable node takes one contiguous chunk (see
     /// [`split`]). Every chunk is offered at once; a chunk whose node is
-    /// dead goes to another live node at once, and one whose node is stalled
-    /// waits for it up to [`TAKE_TIMEOUT`], then goes to another.
+    /// dead goes to another live node at once. A chunk waits for stalled
+    /// nodes [`TAKE_TIMEOUT`] in all, then goes to any other live node that
+    /// takes it at once. The batch waits for room in a full log
+    /// [`ROOM_WAIT`] in all.
     fn store(&self, versions: Versions, entries: &[Entry]) -> Result<(), Unavailable> {
         if entries.is_empty() {
             return Ok(());
@@ -177,16 +188,17 @@ impl Coordinator {
             return Err(Unavailable("no node is alive to take the items"));
         }
         let first = self.turn.next(roster.epoch(), targets.len());
-        let mut pending = split::jobs(
-            entries.len(),
-            &targets,
-            first,
-            Instant::now() + TAKE_TIMEOUT,
-        );
+        let started = Instant::now();
+        let mut pending = split::jobs(entries.len(), &targets, first, started + TAKE_TIMEOUT);
+        let batch = Batch {
+            versions,
+            entries,
+            room_by: started + ROOM_WAIT,
+        };
         loop {
             let mut waiting = Vec::new();
             for job in pending {
-                waiting.extend(self.place(&mut roster, job, versions, entries)?);
+                waiting.extend(self.place(&mut roster, job, &batch)?);
             }
             let Some(soonest) = waiting.iter().map(|job| job.deadline).min() else {
                 return Ok(());
@@ -204,11 +216,10 @@ impl Coordinator {
         &self,
         roster: &mut Arc<Roster>,
         mut job: split::Job,
-        versions: Versions,
-        entries: &[Entry],
+        batch: &Batch<'_>,
     ) -> Result<Option<split::Job>, Unavailable> {
         loop {
-            match self.offer(roster, &job, versions, entries) {
+            match self.offer(roster, &job, batch) {
                 Ok(()) => return Ok(None),
                 // One log for all nodes: no other node has room either.
                 Err(Refusal::Full) => {
@@ -217,30 +228,30 @@ impl Coordinator {
                     ));
                 }
                 Err(Refusal::Busy) if Instant::now() < job.deadline => return Ok(Some(job)),
+                // The deadline stays: with every node stalled, the write
+                // fails after one TAKE_TIMEOUT, not one per node.
                 Err(Refusal::Stopped | Refusal::Busy) => {
                     job.tried.push(job.node);
                     *roster = self.cluster.roster();
                     job.node = reassign(roster, &job.tried)?;
-                    job.deadline = Instant::now() + TAKE_TIMEOUT;
                 }
             }
         }
     }
 
     /// Hands a job's chunk to its node; counts it as the node's if taken.
-    fn offer(
-        &self,
-        roster: &Roster,
-        job: &split::Job,
-        versions: Versions,
-        entries: &[Entry],
-    ) -> Result<(), Refusal> {
+    fn offer(&self, roster: &Roster, job: &split::Job, batch: &Batch<'_>) -> Result<(), Refusal> {
         let node = roster.node(job.node).ok_or(Refusal::Stopped)?;
-        node.take(vec![Piece {
-            batch: versions.first,
+        if node.is_stalled() {
+            // Refused anyway: spare the copy of the chunk while it waits.
+            return Err(Refusal::Busy);
+        }
+        let piece = Piece {
+            batch: batch.versions.first,
             offset: job.range.start as u64,
-            entries: entries[job.range.clone()].to_vec(),
-        }])?;
+            entries: batch.entries[job.range.clone()].to_vec(),
+        };
+        node.take(vec![piece], batch.room_by)?;
         self.received[job.node.0].fetch_add(job.range.len() as u64, Ordering::Relaxed);
         Ok(())
     }

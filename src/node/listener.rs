@@ -10,7 +10,7 @@
 //! so a flood of them cannot keep a proven peer out for long.
 //! Frame buffers grow only as bytes arrive.
 
-use super::{NodeError, Refusal, Shared};
+use super::{NodeError, ROOM_WAIT, Refusal, Shared};
 use crate::keys::{self, Secret};
 use crate::protocol::{self, FrameError, Request, Response};
 use std::collections::HashMap;
@@ -296,8 +296,9 @@ fn handle(shared: &Shared, payload: &[u8]) -> Option<Response> {
     if unknown {
         return None;
     }
-    // The connection waited out any stall before reading the frame.
-    match shared.take(pieces) {
+    // The connection waited out any stall before handling the frame; one
+    // that began just now refuses it.
+    match shared.take(pieces, Instant::now() + ROOM_WAIT) {
         Ok(()) => Some(Response::Stored { id }),
         Err(Refusal::Busy | Refusal::Full) => Some(Response::Refused { id }),
         Err(Refusal::Stopped) => None,

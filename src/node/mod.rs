@@ -47,10 +47,10 @@ use std::time::{Duration, Instant};
 
 /// How often a stalled node's threads look at the clock and the stop flag.
 const STALL_POLL: Duration = Duration::from_millis(10);
-/// How long a piece may wait for room in the replication log, when even the
+/// How long a write may wait for room in the replication log, when even the
 /// fastest node is [`crate::replication::MAX_RETAINED_BYTES`] behind (the
-/// box is overloaded), before the node refuses it: writers slow down to
-/// what the nodes apply rather than fail at once.
+/// box is overloaded), before it is refused: writers slow down to what the
+/// nodes apply rather than fail at once.
 pub const ROOM_WAIT: Duration = Duration::from_secs(3);
 
 /// A node's number, 0 to N-1.
@@ -215,9 +215,10 @@ impl Node {
 
     /// Takes `pieces` into the replication log: once this returns `Ok`,
     /// every node will apply them, and no crash of one node can lose them.
-    /// A stalled node refuses (it would not answer on its port either).
-    pub fn take(&self, pieces: Vec<Piece>) -> Result<(), Refusal> {
-        self.shared.take(pieces)
+    /// A stalled node refuses (it would not answer on its port either); a
+    /// full log is waited on until `room_by`.
+    pub fn take(&self, pieces: Vec<Piece>, room_by: Instant) -> Result<(), Refusal> {
+        self.shared.take(pieces, room_by)
     }
 
     /// Starts the apply thread and listens. The node must have joined the
@@ -282,7 +283,7 @@ impl Node {
 }
 
 impl Shared {
-    fn take(&self, pieces: Vec<Piece>) -> Result<(), Refusal> {
+    fn take(&self, pieces: Vec<Piece>, room_by: Instant) -> Result<(), Refusal> {
         if self.stopped.load(Ordering::SeqCst) {
             return Err(Refusal::Stopped);
         }
@@ -290,7 +291,7 @@ impl Shared {
             return Err(Refusal::Busy);
         }
         self.log
-            .append(pieces, Instant::now() + ROOM_WAIT)
+            .append(pieces, room_by)
             .map_err(|Full| Refusal::Full)
     }
 
@@ -477,14 +478,18 @@ mod tests {
         let (node, threads, log) = node();
         let observer = NodeId(99);
         log.join_at_head(observer);
-        assert_eq!(node.take(vec![piece(&log, 1)]), Ok(()));
+        assert_eq!(node.take(vec![piece(&log, 1)], Instant::now()), Ok(()));
         node.stall_until(Instant::now() + Duration::from_secs(60));
         let refused = piece(&log, 2);
         let batch = refused.batch;
-        assert_eq!(node.take(vec![refused]), Err(Refusal::Busy));
+        assert_eq!(node.take(vec![refused], Instant::now()), Err(Refusal::Busy));
         log.settle(batch, &[]);
         node.stall_until(Instant::now());
-        assert_eq!(node.take(vec![piece(&log, 3)]), Ok(()), "the stall is over");
+        assert_eq!(
+            node.take(vec![piece(&log, 3)], Instant::now()),
+            Ok(()),
+            "the stall is over"
+        );
         let Read::Commits(commits) = log.read(observer) else {
             panic!("the observer reads the log");
         };
@@ -496,7 +501,10 @@ mod tests {
             .collect();
         assert_eq!(ids, vec![1, 3]);
         threads.stop(&node);
-        assert_eq!(node.take(vec![piece(&log, 4)]), Err(Refusal::Stopped));
+        assert_eq!(
+            node.take(vec![piece(&log, 4)], Instant::now()),
+            Err(Refusal::Stopped)
+        );
     }
 
     #[test]
