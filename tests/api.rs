@@ -74,6 +74,41 @@ fn nodes_show_the_even_split_in_id_order() {
     });
 }
 
+/// Issue #11: the node that takes a batch's first chunk takes turns, so
+/// single-item POSTs from concurrent clients spread evenly over the nodes.
+#[test]
+fn single_item_posts_from_concurrent_clients_spread_evenly_over_the_nodes() {
+    const CLIENTS: i64 = 8;
+    const POSTS_EACH: i64 = 100;
+    let server = Server::start(&[]);
+    std::thread::scope(|scope| {
+        for client in 0..CLIENTS {
+            let server = &server;
+            scope.spawn(move || {
+                for n in 0..POSTS_EACH {
+                    let id = client * POSTS_EACH + n;
+                    assert_eq!(server.post_items(&items([(id, "spread")])).status, 200);
+                }
+            });
+        }
+    });
+    let received: Vec<u64> = server
+        .nodes()
+        .iter()
+        .map(|n| n["received"].as_u64().unwrap())
+        .collect();
+    let total = (CLIENTS * POSTS_EACH) as u64;
+    assert_eq!(received.iter().sum::<u64>(), total);
+    let mean = total as f64 / received.len() as f64;
+    for (node, &got) in received.iter().enumerate() {
+        assert!(
+            (got as f64 - mean).abs() <= mean * 0.10,
+            "node {node} took {got} of {total} single-item POSTs: {received:?}"
+        );
+    }
+    assert_eq!(server.count("spread"), total);
+}
+
 #[test]
 fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
     let server = Server::start(&[]);
