@@ -39,6 +39,26 @@ impl Outcome {
         self.latencies[index]
     }
 
+    /// Several measurements of the same load as one: their units and times
+    /// add up, their latencies pool.
+    pub fn sum(outcomes: Vec<Outcome>) -> Outcome {
+        let mut total = Outcome {
+            units: 0,
+            unit: outcomes.first().map_or("", |o| o.unit),
+            elapsed: Duration::ZERO,
+            latencies: Vec::new(),
+            errors: 0,
+        };
+        for outcome in outcomes {
+            total.units += outcome.units;
+            total.elapsed += outcome.elapsed;
+            total.latencies.extend(outcome.latencies);
+            total.errors += outcome.errors;
+        }
+        total.latencies.sort_unstable();
+        total
+    }
+
     /// An outcome known only by its rate (from another tool).
     pub fn rate(per_second: f64, unit: &'static str) -> Outcome {
         Outcome {

@@ -1,6 +1,8 @@
 //! `make bench`: drives the release binary with keep-alive HTTP/1.1 clients
 //! and prints a table. In the same run it measures baselines, so figures can
-//! be read as ratios on a shared, noisy machine:
+//! be read as ratios on a shared, noisy machine (the small-request rows
+//! run the limit and the service in turns, three rounds each, see
+//! `in_turns`):
 //! - the one-process limit (`limit.rs`): a minimal std-only server doing the
 //!   same parse and the same four maps, with no distribution at all;
 //! - Redis (a Lua script keeping id→tenant and tenant→count exact, and
@@ -49,6 +51,9 @@ struct Plan {
     quick: bool,
     /// How long each rate measurement runs.
     run: Duration,
+    /// How many times the small-request rows run the limit and the service
+    /// in turn (see [`in_turns`]).
+    rounds: u32,
     fresh_items: u64,
     growth_items: u64,
     read_items: u64,
@@ -113,6 +118,7 @@ fn main() {
         } else {
             Duration::from_secs(2)
         },
+        rounds: if quick { 1 } else { 3 },
         fresh_items: 2_000_000 / scale,
         growth_items: 6_000_000 / scale,
         read_items: 1_000_000 / scale,
@@ -209,6 +215,23 @@ fn reads_of(
     drive(addr, connections, stop, request, (1, "req/s"))
 }
 
+/// Measures a baseline (`target` 0) and the service (`target` 1) in turns,
+/// `rounds` times each, and adds up each one's rounds: a burst of outside
+/// load on this shared machine then hits both alike, where one long run of
+/// each could land on only one of them.
+fn in_turns(
+    rounds: u32,
+    mut measure: impl FnMut(u32, usize) -> io::Result<Outcome>,
+) -> io::Result<(Outcome, Outcome)> {
+    let mut baseline = Vec::new();
+    let mut service = Vec::new();
+    for round in 0..rounds {
+        baseline.push(measure(round, 0)?);
+        service.push(measure(round, 1)?);
+    }
+    Ok((Outcome::sum(baseline), Outcome::sum(service)))
+}
+
 /// Batches of 1, 10 and 100 at 8, 32 and 128 connections, against the
 /// one-process limit doing the same work; then how evenly single-item
 /// writes spread over the nodes.
@@ -220,9 +243,11 @@ fn small_requests(server_path: &str, plan: &Plan, table: &mut Table) -> io::Resu
     for batch in [1u64, 10, 100] {
         for connections in [8usize, 32, 128] {
             let name = format!("batch {batch}, {connections} connections");
-            let run = |addr| ingest(addr, connections, batch, Stop::After(plan.run), first_id);
-            let baseline = run(limit.addr)?;
-            let measured = run(server.addr)?;
+            let (baseline, measured) = in_turns(plan.rounds, |round, target| {
+                let addr = [limit.addr, server.addr][target];
+                let ids = first_id + (i64::from(round) << 36);
+                ingest(addr, connections, batch, Stop::After(plan.run), ids)
+            })?;
             first_id += 1 << 40;
             table.row(&format!("limit: {name}"), &baseline, None);
             table.row(&format!("service: {name}"), &measured, Some(&baseline));
