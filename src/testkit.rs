@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::FromRawFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,33 @@ pub struct Process {
     pub addr: SocketAddr,
     /// The node addresses from its `node N listening on ...` lines.
     pub node_addrs: Vec<SocketAddr>,
-    log: Arc<Mutex<String>>,
+    log: Arc<Log>,
+}
+
+/// What the child printed on standard error, as a thread reads it from the
+/// pipe: a line the child wrote before it answered a request may arrive
+/// here after the answer, so tests wait for a line ([`Process::log_once`]).
+#[derive(Default)]
+struct Log {
+    text: Mutex<String>,
+    grew: Condvar,
+}
+
+impl Log {
+    fn push_line(&self, line: &str) {
+        let mut text = self.text.lock().unwrap_or_else(PoisonError::into_inner);
+        text.push_str(line);
+        text.push('\n');
+        drop(text);
+        self.grew.notify_all();
+    }
+
+    fn text(&self) -> String {
+        self.text
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl Process {
@@ -57,7 +83,7 @@ impl Process {
             .spawn()
             .map_err(|e| format!("cannot start {command:?}: {e}"))?;
         let stderr = child.stderr.take().ok_or("no stderr")?;
-        let log = Arc::new(Mutex::new(String::new()));
+        let log = Arc::new(Log::default());
         // The `listening on` line and one line per node.
         let startup_lines = nodes + 1;
         let (lines_tx, lines) = mpsc::channel();
@@ -67,10 +93,7 @@ impl Process {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let startup = line.starts_with("listening on ") || line.starts_with("node ");
                 startup_seen += usize::from(startup);
-                let mut log = writer.lock().unwrap_or_else(PoisonError::into_inner);
-                log.push_str(&line);
-                log.push('\n');
-                drop(log);
+                writer.push_line(&line);
                 let _ = lines_tx.send(line);
                 // With `close_stderr`, the pipe closes once the startup
                 // lines are read (the reader goes with this thread).
@@ -86,7 +109,7 @@ impl Process {
             let Ok(line) = lines.recv_timeout(left) else {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(log.lock().unwrap_or_else(PoisonError::into_inner).clone());
+                return Err(log.text());
             };
             if let Some(rest) = line.strip_prefix("listening on http://") {
                 addr = rest.parse().ok();
@@ -107,10 +130,26 @@ impl Process {
 
     /// Everything it printed on standard error so far.
     pub fn log(&self) -> String {
-        self.log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.log.text()
+    }
+
+    /// Everything it printed on standard error, once that holds `needle`,
+    /// or after `patience` (then without it).
+    pub fn log_once(&self, needle: &str, patience: Duration) -> String {
+        let deadline = Instant::now() + patience;
+        let mut text = self.log.text.lock().unwrap_or_else(PoisonError::into_inner);
+        while !text.contains(needle) {
+            let timed_out = self
+                .log
+                .grew
+                .wait_timeout(text, deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(PoisonError::into_inner);
+            text = timed_out.0;
+            if timed_out.1.timed_out() {
+                break;
+            }
+        }
+        text.clone()
     }
 
     pub fn pid(&self) -> u32 {

@@ -99,6 +99,13 @@ impl Server {
         self.process.log()
     }
 
+    /// The log once it holds `needle` (lines reach it through a pipe, maybe
+    /// after the answer to the request that logged them), or after
+    /// [`PATIENCE`].
+    pub fn log_once(&self, needle: &str) -> String {
+        self.process.log_once(needle, PATIENCE)
+    }
+
     pub fn pid(&self) -> u32 {
         self.process.pid()
     }
