@@ -1,9 +1,9 @@
 //! Per-process secrets: the key that proves a node connection comes from this
-//! process's coordinator, and the keys of the ID hash.
+//! process, and the keys of the ID hash.
 //!
 //! Both are drawn from the OS at first use and never leave the process: a
-//! node sends a random challenge and the coordinator answers with a MAC of
-//! it ([`Secret::tag`]); the secret itself never crosses a socket.
+//! node sends a random challenge and the peer answers with a MAC of it
+//! ([`Secret::tag`]); the secret itself never crosses a socket.
 //!
 //! The MAC is SipHash-2-4 (a keyed PRF) run under two independent 128-bit
 //! keys, giving a 128-bit tag.

@@ -4,6 +4,7 @@
 //! ```text
 //!   coordinator ─open(n)──▶ versions reserved, batch opened (in version order)
 //!   node N ─append(piece)──▶ the batch's pieces gather here, in shared memory
+//!            (Node::take: the coordinator's chunk, or a Store frame)
 //!   batch complete (or abandoned) and every earlier one too
 //!        ──▶ Commit #s: whole batches, in version order, up to a watermark
 //!   each node's apply thread reads commits #s, #s+1, ... into its own map
@@ -183,7 +184,7 @@ impl ReplicationLog {
     /// Reserves `len` versions for a batch whose tenants are pinned in
     /// `tenants`, and opens it. Until its pieces all arrive or it is
     /// abandoned, no later batch becomes visible: the caller must do one or
-    /// the other (see `coordinator::BatchGuard`).
+    /// the other (see `coordinator::OpenBatch`).
     pub fn open(&self, len: u64, tenants: Vec<TenantId>) -> Result<Versions, Exhausted> {
         let mut state = self.state.lock();
         let first = state.next_version;
