@@ -31,6 +31,7 @@
 //!   redis.rs     the Redis baselines
 //!   attacks.rs   misbehaving clients, for the front-door rows
 //!   scaleout.rs  the service over a Redis Cluster
+//!   wrk.rs       the small POST shapes again, driven by wrk
 //! ```
 
 mod attacks;
@@ -39,6 +40,7 @@ mod load;
 mod redis;
 mod scaleout;
 mod service;
+mod wrk;
 
 use load::{Load, Outcome, Stop};
 use service::Service;
@@ -252,6 +254,24 @@ fn small_requests(server_path: &str, plan: &Plan, table: &mut Table) -> io::Resu
             table.row(&format!("limit: {name}"), &baseline, None);
             table.row(&format!("service: {name}"), &measured, Some(&baseline));
         }
+    }
+    if wrk::available() {
+        let script = wrk::Script::write()?;
+        for batch in [1u64, 10] {
+            for connections in [8usize, 32, 128] {
+                let name = format!("batch {batch}, {connections} connections, wrk");
+                let (baseline, measured) = in_turns(plan.rounds, |round, target| {
+                    let addr = [limit.addr, server.addr][target];
+                    let ids = first_id + (i64::from(round) << 36);
+                    script.post_items(addr, connections, batch, plan.run, ids)
+                })?;
+                first_id += 1 << 40;
+                table.row(&format!("limit: {name}"), &baseline, None);
+                table.row(&format!("service: {name}"), &measured, Some(&baseline));
+            }
+        }
+    } else {
+        table.note("wrk is not installed: the rows driven by wrk are skipped".to_string());
     }
     drop(server);
     // Single-item traffic only, on a fresh service: the direct writes
