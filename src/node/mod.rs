@@ -390,6 +390,19 @@ mod tests {
         Response::decode(&payload).unwrap()
     }
 
+    /// The IDs of the commits `observer` has not read yet.
+    fn committed_ids(log: &ReplicationLog, observer: NodeId) -> Vec<i64> {
+        let Read::Commits(commits) = log.read(observer) else {
+            panic!("the observer reads the log");
+        };
+        commits
+            .iter()
+            .flat_map(|c| &c.pieces)
+            .flatten()
+            .map(|e| e.id)
+            .collect()
+    }
+
     /// A piece of one new batch of one item.
     fn piece(log: &ReplicationLog, id: i64) -> Piece {
         let versions = log.open(1, Vec::new()).unwrap();
@@ -460,16 +473,7 @@ mod tests {
         // has its piece.
         log.settle(Version::new(1), &[]);
         log.settle(Version::new(2), &[]);
-        let Read::Commits(commits) = log.read(observer) else {
-            panic!("the observer reads the log");
-        };
-        let ids: Vec<i64> = commits
-            .iter()
-            .flat_map(|c| &c.pieces)
-            .flatten()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(ids, vec![9]);
+        assert_eq!(committed_ids(&log, observer), vec![9]);
         threads.stop(&node);
     }
 
@@ -490,16 +494,7 @@ mod tests {
             Ok(()),
             "the stall is over"
         );
-        let Read::Commits(commits) = log.read(observer) else {
-            panic!("the observer reads the log");
-        };
-        let ids: Vec<i64> = commits
-            .iter()
-            .flat_map(|c| &c.pieces)
-            .flatten()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(ids, vec![1, 3]);
+        assert_eq!(committed_ids(&log, observer), vec![1, 3]);
         threads.stop(&node);
         assert_eq!(
             node.take(vec![piece(&log, 4)], Instant::now()),
