@@ -13,10 +13,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// `[{"ID":id,"tenant":tenant}, ...]` as text, without building a `Value`.
-fn batch_text(ids: &[i64], tenant: &str) -> String {
-    let mut body = String::with_capacity(ids.len() * 40);
-    body.push('[');
-    for (i, id) in ids.iter().enumerate() {
+fn batch_text<'a>(items: impl IntoIterator<Item = (i64, &'a str)>) -> String {
+    let mut body = String::from("[");
+    for (i, (id, tenant)) in items.into_iter().enumerate() {
         if i > 0 {
             body.push(',');
         }
@@ -29,7 +28,7 @@ fn batch_text(ids: &[i64], tenant: &str) -> String {
 /// Posts `ids` and waits until every node holds `total` items: the time
 /// until the batch is applied everywhere, not only acknowledged.
 fn time_to_apply(server: &Server, ids: &[i64], tenant: &str, total: u64) -> Duration {
-    let body = batch_text(ids, tenant);
+    let body = batch_text(ids.iter().map(|&id| (id, tenant)));
     let started = Instant::now();
     let reply = server.call("POST", "/items", &body);
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -303,7 +302,7 @@ fn tenant_names_of_writes_in_flight_are_never_forgotten() {
                 while started.elapsed() < Duration::from_secs(8) {
                     let names: Vec<String> =
                         (0..5000).map(|i| format!("w{writer}-b{b}-{i}")).collect();
-                    let body = batch_text_named(writer, &names);
+                    let body = batch_text(names.iter().map(|name| (writer, name.as_str())));
                     let reply = client.call("POST", "/items", &body);
                     let counted = (reply.status == 200)
                         .then(|| client.call("GET", &format!("/items/{}/count", names[4999]), ""));
@@ -334,19 +333,6 @@ fn tenant_names_of_writes_in_flight_are_never_forgotten() {
         problems.len(),
         problems.join("\n")
     );
-}
-
-/// A batch writing ID `id` once under each of `names`, in order.
-fn batch_text_named(id: i64, names: &[String]) -> String {
-    let mut body = String::from("[");
-    for (i, name) in names.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(&format!(r#"{{"ID":{id},"tenant":"{name}"}}"#));
-    }
-    body.push(']');
-    body
 }
 
 #[test]
