@@ -242,16 +242,14 @@ impl Coordinator {
     /// Hands a job's chunk to its node; counts it as the node's if taken.
     fn offer(&self, roster: &Roster, job: &split::Job, batch: &Batch<'_>) -> Result<(), Refusal> {
         let node = roster.node(job.node).ok_or(Refusal::Stopped)?;
-        if node.is_stalled() {
-            // Refused anyway: spare the copy of the chunk while it waits.
-            return Err(Refusal::Busy);
-        }
-        let piece = Piece {
-            batch: batch.versions.first,
-            offset: job.range.start as u64,
-            entries: batch.entries[job.range.clone()].to_vec(),
+        let chunk = || {
+            vec![Piece {
+                batch: batch.versions.first,
+                offset: job.range.start as u64,
+                entries: batch.entries[job.range.clone()].to_vec(),
+            }]
         };
-        node.take(vec![piece], batch.room_by)?;
+        node.take(chunk, batch.room_by)?;
         self.received[job.node.0].fetch_add(job.range.len() as u64, Ordering::Relaxed);
         Ok(())
     }

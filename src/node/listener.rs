@@ -298,7 +298,7 @@ fn handle(shared: &Shared, payload: &[u8]) -> Option<Response> {
     }
     // The connection waited out any stall before handling the frame; one
     // that began just now refuses it.
-    match shared.take(pieces, Instant::now() + ROOM_WAIT) {
+    match shared.take(|| pieces, Instant::now() + ROOM_WAIT) {
         Ok(()) => Some(Response::Stored { id }),
         Err(Refusal::Busy | Refusal::Full) => Some(Response::Refused { id }),
         Err(Refusal::Stopped) => None,

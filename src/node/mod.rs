@@ -216,8 +216,13 @@ impl Node {
     /// Takes `pieces` into the replication log: once this returns `Ok`,
     /// every node will apply them, and no crash of one node can lose them.
     /// A stalled node refuses (it would not answer on its port either); a
-    /// full log is waited on until `room_by`.
-    pub fn take(&self, pieces: Vec<Piece>, room_by: Instant) -> Result<(), Refusal> {
+    /// full log is waited on until `room_by`. `pieces` is called only once
+    /// the node takes them, so a refusal costs no copy.
+    pub fn take(
+        &self,
+        pieces: impl FnOnce() -> Vec<Piece>,
+        room_by: Instant,
+    ) -> Result<(), Refusal> {
         self.shared.take(pieces, room_by)
     }
 
@@ -283,7 +288,7 @@ impl Node {
 }
 
 impl Shared {
-    fn take(&self, pieces: Vec<Piece>, room_by: Instant) -> Result<(), Refusal> {
+    fn take(&self, pieces: impl FnOnce() -> Vec<Piece>, room_by: Instant) -> Result<(), Refusal> {
         if self.stopped.load(Ordering::SeqCst) {
             return Err(Refusal::Stopped);
         }
@@ -291,7 +296,7 @@ impl Shared {
             return Err(Refusal::Busy);
         }
         self.log
-            .append(pieces, room_by)
+            .append(pieces(), room_by)
             .map_err(|Full| Refusal::Full)
     }
 
@@ -482,22 +487,25 @@ mod tests {
         let (node, threads, log) = node();
         let observer = NodeId(99);
         log.join_at_head(observer);
-        assert_eq!(node.take(vec![piece(&log, 1)], Instant::now()), Ok(()));
+        assert_eq!(node.take(|| vec![piece(&log, 1)], Instant::now()), Ok(()));
         node.stall_until(Instant::now() + Duration::from_secs(60));
         let refused = piece(&log, 2);
         let batch = refused.batch;
-        assert_eq!(node.take(vec![refused], Instant::now()), Err(Refusal::Busy));
+        assert_eq!(
+            node.take(|| vec![refused], Instant::now()),
+            Err(Refusal::Busy)
+        );
         log.settle(batch, &[]);
         node.stall_until(Instant::now());
         assert_eq!(
-            node.take(vec![piece(&log, 3)], Instant::now()),
+            node.take(|| vec![piece(&log, 3)], Instant::now()),
             Ok(()),
             "the stall is over"
         );
         assert_eq!(committed_ids(&log, observer), vec![1, 3]);
         threads.stop(&node);
         assert_eq!(
-            node.take(vec![piece(&log, 4)], Instant::now()),
+            node.take(|| vec![piece(&log, 4)], Instant::now()),
             Err(Refusal::Stopped)
         );
     }
