@@ -234,6 +234,27 @@ fn in_turns(
     Ok((Outcome::sum(baseline), Outcome::sum(service)))
 }
 
+/// One shape against the limit (`targets[0]`) and the service
+/// (`targets[1]`), in turns: `run(addr, first_id)` posts fresh IDs from
+/// `first_id` on; each round and each shape gets IDs of its own.
+fn compare_in_turns(
+    table: &mut Table,
+    plan: &Plan,
+    name: &str,
+    targets: [SocketAddr; 2],
+    first_id: &mut i64,
+    mut run: impl FnMut(SocketAddr, i64) -> io::Result<Outcome>,
+) -> io::Result<()> {
+    let first = *first_id;
+    let (baseline, measured) = in_turns(plan.rounds, |round, target| {
+        run(targets[target], first + (i64::from(round) << 36))
+    })?;
+    *first_id += 1 << 40;
+    table.row(&format!("limit: {name}"), &baseline, None);
+    table.row(&format!("service: {name}"), &measured, Some(&baseline));
+    Ok(())
+}
+
 /// Batches of 1, 10 and 100 at 8, 32 and 128 connections, against the
 /// one-process limit doing the same work; then how evenly single-item
 /// writes spread over the nodes.
@@ -241,18 +262,14 @@ fn small_requests(server_path: &str, plan: &Plan, table: &mut Table) -> io::Resu
     table.section("Small requests: the service against the one-process limit, same shapes");
     let limit = limit::LimitServer::start()?;
     let server = Service::start(server_path, 4, &[])?;
+    let targets = [limit.addr, server.addr];
     let mut first_id = 0i64;
     for batch in [1u64, 10, 100] {
         for connections in [8usize, 32, 128] {
             let name = format!("batch {batch}, {connections} connections");
-            let (baseline, measured) = in_turns(plan.rounds, |round, target| {
-                let addr = [limit.addr, server.addr][target];
-                let ids = first_id + (i64::from(round) << 36);
+            compare_in_turns(table, plan, &name, targets, &mut first_id, |addr, ids| {
                 ingest(addr, connections, batch, Stop::After(plan.run), ids)
             })?;
-            first_id += 1 << 40;
-            table.row(&format!("limit: {name}"), &baseline, None);
-            table.row(&format!("service: {name}"), &measured, Some(&baseline));
         }
     }
     if wrk::available() {
@@ -260,14 +277,9 @@ fn small_requests(server_path: &str, plan: &Plan, table: &mut Table) -> io::Resu
         for batch in [1u64, 10] {
             for connections in [8usize, 32, 128] {
                 let name = format!("batch {batch}, {connections} connections, wrk");
-                let (baseline, measured) = in_turns(plan.rounds, |round, target| {
-                    let addr = [limit.addr, server.addr][target];
-                    let ids = first_id + (i64::from(round) << 36);
+                compare_in_turns(table, plan, &name, targets, &mut first_id, |addr, ids| {
                     script.post_items(addr, connections, batch, plan.run, ids)
                 })?;
-                first_id += 1 << 40;
-                table.row(&format!("limit: {name}"), &baseline, None);
-                table.row(&format!("service: {name}"), &measured, Some(&baseline));
             }
         }
     } else {
