@@ -65,6 +65,7 @@ fn serve(stream: TcpStream, replicas: &Replicas) -> io::Result<()> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     let mut body = Vec::new();
+    let mut out = Vec::new();
     loop {
         line.clear();
         if reader.read_line(&mut line)? == 0 {
@@ -91,11 +92,15 @@ fn serve(stream: TcpStream, replicas: &Replicas) -> io::Result<()> {
         body.resize(length, 0);
         reader.read_exact(&mut body)?;
         let (status, answer) = answer(&method, &path, &body, replicas);
+        // Formatted into a buffer first: `write!` straight to the socket
+        // sends each piece of the format in its own segment (six per answer).
+        out.clear();
         write!(
-            writer,
+            out,
             "HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
             answer.len()
         )?;
+        writer.write_all(&out)?;
     }
 }
 
