@@ -246,10 +246,19 @@ fn compare_in_turns(
     mut run: impl FnMut(SocketAddr, i64) -> io::Result<Outcome>,
 ) -> io::Result<()> {
     let first = *first_id;
-    let (baseline, measured) = in_turns(plan.rounds, |round, target| {
-        run(targets[target], first + (i64::from(round) << 36))
-    })?;
     *first_id += 1 << 40;
+    let measured = in_turns(plan.rounds, |round, target| {
+        run(targets[target], first + (i64::from(round) << 36))
+    });
+    // One shape that cannot be measured (wrk failing, say) is reported and
+    // the others still run.
+    let (baseline, measured) = match measured {
+        Ok(pair) => pair,
+        Err(e) => {
+            table.note(format!("{name}: not measured: {e}"));
+            return Ok(());
+        }
+    };
     table.row(&format!("limit: {name}"), &baseline, None);
     table.row(&format!("service: {name}"), &measured, Some(&baseline));
     Ok(())
@@ -263,6 +272,12 @@ fn small_requests(server_path: &str, plan: &Plan, table: &mut Table) -> io::Resu
     let limit = limit::LimitServer::start()?;
     let server = Service::start(server_path, 4, &[])?;
     let targets = [limit.addr, server.addr];
+    let script = if wrk::available() {
+        Some(wrk::Script::write()?)
+    } else {
+        table.note("wrk is not installed: the rows driven by wrk are skipped".to_string());
+        None
+    };
     let mut first_id = 0i64;
     for batch in [1u64, 10, 100] {
         for connections in [8usize, 32, 128] {
@@ -271,19 +286,19 @@ fn small_requests(server_path: &str, plan: &Plan, table: &mut Table) -> io::Resu
                 ingest(addr, connections, batch, Stop::After(plan.run), ids)
             })?;
         }
-    }
-    if wrk::available() {
-        let script = wrk::Script::write()?;
-        for batch in [1u64, 10] {
-            for connections in [8usize, 32, 128] {
-                let name = format!("batch {batch}, {connections} connections, wrk");
-                compare_in_turns(table, plan, &name, targets, &mut first_id, |addr, ids| {
-                    script.post_items(addr, connections, batch, plan.run, ids)
-                })?;
-            }
+        // The wrk rows follow their lock-step rows, so both generators
+        // meet maps of about the same size (the limit's plain maps stall
+        // for seconds while they rehash once they hold tens of millions).
+        if batch == 100 {
+            continue;
         }
-    } else {
-        table.note("wrk is not installed: the rows driven by wrk are skipped".to_string());
+        let Some(script) = &script else { continue };
+        for connections in [8usize, 32, 128] {
+            let name = format!("batch {batch}, {connections} connections, wrk");
+            compare_in_turns(table, plan, &name, targets, &mut first_id, |addr, ids| {
+                script.post_items(addr, connections, batch, plan.run, ids)
+            })?;
+        }
     }
     drop(server);
     // Single-item traffic only, on a fresh service: the direct writes
@@ -490,13 +505,18 @@ impl Table {
         } else {
             String::new()
         };
+        // A rate from another tool comes without latencies: "-", not 0.
+        let latency = |p: f64| match outcome.latencies.is_empty() {
+            true => "-".to_string(),
+            false => format!("{:.2}", ms(outcome.percentile(p))),
+        };
         let line = format!(
-            "| {name:<56} | {:>12.0} {:<7} | {:>8.2} | {:>8.2} | {:>8.2} | {ratio:>7} |{errors}",
+            "| {name:<56} | {:>12.0} {:<7} | {:>8} | {:>8} | {:>8} | {ratio:>7} |{errors}",
             outcome.per_second(),
             outcome.unit,
-            ms(outcome.percentile(0.5)),
-            ms(outcome.percentile(0.99)),
-            ms(outcome.percentile(1.0)),
+            latency(0.5),
+            latency(0.99),
+            latency(1.0),
         );
         println!("{line}");
         self.lines.push(line);

@@ -89,8 +89,11 @@ impl Script {
         let text = String::from_utf8_lossy(&output.stdout);
         let (requests, seconds) = completed(&text)
             .ok_or_else(|| io::Error::other(format!("wrk printed no request count:\n{text}")))?;
-        if text.contains("Non-2xx") {
-            return Err(io::Error::other(format!("wrk saw errors:\n{text}")));
+        if requests == 0 || text.contains("Non-2xx") {
+            let said = String::from_utf8_lossy(&output.stderr);
+            return Err(io::Error::other(format!(
+                "wrk completed {requests} requests or saw errors:\n{text}{said}"
+            )));
         }
         Ok(Outcome {
             units: requests * batch,
