@@ -16,11 +16,18 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// After applying, the apply thread waits this long before it looks for
-/// more commits, unless a read needs a newer watermark: under a stream of
-/// small writes it then applies many commits per wake-up instead of being
-/// woken for each. Writes never wait for it; reads nudge it.
-pub const APPLY_LINGER: Duration = Duration::from_micros(500);
+/// After a small pass (under [`LINGER_BELOW_ENTRIES`]), the apply thread
+/// waits this long before it looks for more commits, unless a read needs a
+/// newer watermark: under a stream of small writes it then applies hundreds
+/// of commits per wake-up instead of being woken for each, and a wake-up
+/// costs about as much as a request. Writes never wait for it; reads nudge
+/// it, so no answer waits for the linger.
+pub const APPLY_LINGER: Duration = Duration::from_millis(5);
+
+/// A pass that applied at least this many entries is followed by the next
+/// at once: its wake-up is already shared by enough items, and under big
+/// batches a linger would only slow replication down.
+pub const LINGER_BELOW_ENTRIES: usize = 256;
 
 /// Per-tenant counts as of a watermark: what reads see.
 pub struct View {
@@ -213,8 +220,10 @@ pub(super) fn apply_loop(shared: &Shared) {
         let Some(last) = commits.last() else {
             continue;
         };
+        let mut entries = 0;
         for commit in &commits {
             for piece in &commit.pieces {
+                entries += piece.len();
                 shared
                     .store
                     .apply(piece, |from, to| changes.moved(from, to));
@@ -224,7 +233,9 @@ pub(super) fn apply_loop(shared: &Shared) {
         shared.log.applied(shared.id, last.seq + 1);
         changes.trim();
         drop(_applying);
-        shared.view.linger();
+        if entries < LINGER_BELOW_ENTRIES {
+            shared.view.linger();
+        }
     }
 }
 
