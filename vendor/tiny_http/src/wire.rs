@@ -140,15 +140,16 @@ impl WireReader {
         }
     }
 
-    /// Puts bytes read elsewhere into an empty buffer.
+    /// Puts bytes read elsewhere into an empty buffer. A freed buffer comes
+    /// back at the size of those bytes, not at `READ_BUFFER_BYTES`: most
+    /// requests are whole in them, and a small block is a cheap allocation
+    /// where a 4 KB one made glibc consolidate its free lists on every
+    /// request. `fill_more` grows it when more must be read.
     fn take_in(&mut self, bytes: &[u8]) {
-        if self.buf.len() < READ_BUFFER_BYTES.max(bytes.len()) {
-            self.buf = vec![0; READ_BUFFER_BYTES.max(bytes.len())];
+        match self.buf.get_mut(..bytes.len()) {
+            Some(room) => room.copy_from_slice(bytes),
+            None => self.buf = bytes.to_vec(),
         }
-        self.buf
-            .get_mut(..bytes.len())
-            .unwrap_or(&mut [])
-            .copy_from_slice(bytes);
         self.start = 0;
         self.end = bytes.len();
     }
