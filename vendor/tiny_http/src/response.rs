@@ -3,6 +3,7 @@ use httpdate::HttpDate;
 use std::cmp::Ordering;
 use std::sync::mpsc::Receiver;
 
+use std::fmt::Write as _;
 use std::io::Result as IoResult;
 use std::io::{self, Cursor, Read, Write};
 
@@ -70,17 +71,35 @@ impl FromStr for TransferEncoding {
     }
 }
 
-/// Builds a Date: header with the current date.
-fn build_date_header() -> Header {
-    let d = HttpDate::from(SystemTime::now());
-    Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap()
+/// PATCH: appends the value of a `Date` header now, formatted at most once
+/// a second per thread (an HTTP date has whole seconds).
+fn push_http_date_now(out: &mut String) {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != second {
+            *last = (second, HttpDate::from(now).to_string());
+        }
+        out.push_str(&last.1);
+    })
 }
 
+/// PATCH: the head of an answer. The engine's own fields (`Server`, `Date`,
+/// `Connection`, the framing) come as text in `before` and `after` the
+/// response's headers, written as they are: building a `Header` for each
+/// cost several allocations per answer.
 fn write_message_header<W>(
     mut writer: W,
     http_version: &HTTPVersion,
     status_code: &StatusCode,
-    headers: &[Header],
+    (before, headers, after): (&str, &[Header], &str),
 ) -> IoResult<()>
 where
     W: Write,
@@ -94,17 +113,19 @@ where
         status_code.0,
         status_code.default_reason_phrase()
     )?;
+    writer.write_all(before.as_bytes())?;
 
     // writing headers
     for header in headers.iter() {
         writer.write_all(header.field.as_str().as_ref())?;
-        write!(&mut writer, ": ")?;
+        writer.write_all(b": ")?;
         writer.write_all(header.value.as_str().as_ref())?;
-        write!(&mut writer, "\r\n")?;
+        writer.write_all(b"\r\n")?;
     }
+    writer.write_all(after.as_bytes())?;
 
     // separator between header and data
-    write!(&mut writer, "\r\n")?;
+    writer.write_all(b"\r\n")?;
 
     Ok(())
 }
@@ -372,35 +393,35 @@ where
             self.chunked_threshold(),
         ));
 
-        // add `Date` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Date")) {
-            self.headers.insert(0, build_date_header());
+        // PATCH: the engine's fields are written as text (see
+        // `write_message_header`), in the order they had as headers:
+        // Connection and Upgrade, Server, Date first; Connection: close and
+        // the framing last.
+        let mut before = String::with_capacity(64);
+        let mut after = String::with_capacity(64);
+
+        // handling upgrade
+        if let Some(upgrade) = upgrade {
+            before.push_str("Connection: upgrade\r\n");
+            // The token is checked like any header value.
+            if let Ok(header) = Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()) {
+                let _ = write!(before, "Upgrade: {}\r\n", header.value);
+            }
+            transfer_encoding = None;
+        } else if closing {
+            after.push_str("Connection: close\r\n");
         }
 
         // add `Server` if not in the headers
         if !self.headers.iter().any(|h| h.field.equiv("Server")) {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
-            );
+            before.push_str("Server: tiny-http (Rust)\r\n");
         }
 
-        // handling upgrade
-        if let Some(upgrade) = upgrade {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()).unwrap(),
-            );
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Connection"[..], &b"upgrade"[..]).unwrap(),
-            );
-            transfer_encoding = None;
-        } else if closing {
-            // Both parts are constant ASCII: this cannot fail.
-            if let Ok(header) = Header::from_bytes(&b"Connection"[..], &b"close"[..]) {
-                self.headers.push(header);
-            }
+        // add `Date` if not in the headers
+        if !self.headers.iter().any(|h| h.field.equiv("Date")) {
+            before.push_str("Date: ");
+            push_http_date_now(&mut before);
+            before.push_str("\r\n");
         }
 
         // if the transfer encoding is identity, the content length must be known ; therefore if
@@ -428,21 +449,14 @@ where
 
         // preparing headers for transfer
         match transfer_encoding {
-            Some(TransferEncoding::Chunked) => self
-                .headers
-                .push(Header::from_bytes(&b"Transfer-Encoding"[..], &b"chunked"[..]).unwrap()),
+            Some(TransferEncoding::Chunked) => after.push_str("Transfer-Encoding: chunked\r\n"),
 
             Some(TransferEncoding::Identity) => {
                 assert!(data_length.is_some());
                 let data_length = data_length.unwrap();
 
-                self.headers.push(
-                    Header::from_bytes(
-                        &b"Content-Length"[..],
-                        format!("{}", data_length).as_bytes(),
-                    )
-                    .unwrap(),
-                )
+                // Writing to a String cannot fail.
+                let _ = write!(after, "Content-Length: {}\r\n", data_length);
             }
 
             _ => (),
@@ -453,7 +467,7 @@ where
             writer.by_ref(),
             &http_version,
             &self.status_code,
-            &self.headers,
+            (&before, &self.headers, &after),
         )?;
 
         // sending the body
