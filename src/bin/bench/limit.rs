@@ -7,6 +7,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -38,8 +39,18 @@ impl Replica {
 
 type Replicas = Arc<[Mutex<Replica>; 4]>;
 
+/// Serves until dropped; its maps go once its last connection closes.
 pub struct LimitServer {
     pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for LimitServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop, which then ends.
+        let _ = TcpStream::connect(self.addr);
+    }
 }
 
 impl LimitServer {
@@ -47,15 +58,20 @@ impl LimitServer {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let replicas: Replicas = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
                 let replicas = replicas.clone();
                 thread::spawn(move || {
                     let _ = serve(stream, &replicas);
                 });
             }
         });
-        Ok(LimitServer { addr })
+        Ok(LimitServer { addr, stop })
     }
 }
 
