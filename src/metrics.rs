@@ -3,7 +3,7 @@
 use crate::backend::{Backend, NodeStatus};
 use crate::cluster::{MasterChanges, Role};
 use crate::wal::WalStats;
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,9 +20,15 @@ type NodeSeries = (
     fn(&NodeStatus) -> u64,
 );
 
+/// A series of `dc_http_requests_total`: route pattern and status.
+type RequestKey = (&'static str, u16);
+
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// Every request records here: once a series exists, recording takes a
+    /// shared lock and an atomic add, so connection threads never wait for
+    /// each other.
+    requests: RwLock<Vec<(RequestKey, AtomicU64)>>,
     items_accepted: AtomicU64,
 }
 
@@ -30,7 +36,21 @@ impl Metrics {
     /// Counts one answered request; `route` is a route pattern, never a raw
     /// path, so the number of series stays fixed.
     pub fn record_request(&self, route: &'static str, status: u16) {
-        *self.requests.lock().entry((route, status)).or_insert(0) += 1;
+        let key = (route, status);
+        let count_in = |series: &[(RequestKey, AtomicU64)]| {
+            series
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, count)| count.fetch_add(1, Ordering::Relaxed))
+                .is_some()
+        };
+        if count_in(&self.requests.read()) {
+            return;
+        }
+        let mut series = self.requests.write();
+        if !count_in(&series) {
+            series.push((key, AtomicU64::new(1)));
+        }
     }
 
     pub fn record_accepted(&self, items: usize) {
@@ -47,7 +67,13 @@ impl Metrics {
             "# HELP dc_http_requests_total HTTP requests answered, by route and status.\n",
         );
         out.push_str("# TYPE dc_http_requests_total counter\n");
-        for ((route, status), count) in self.requests.lock().iter() {
+        let requests: BTreeMap<RequestKey, u64> = self
+            .requests
+            .read()
+            .iter()
+            .map(|(key, count)| (*key, count.load(Ordering::Relaxed)))
+            .collect();
+        for ((route, status), count) in requests {
             let _ = writeln!(
                 out,
                 "dc_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"

@@ -170,6 +170,10 @@ struct Shared {
     /// before that are stale and must not be applied.
     epoch: AtomicU64,
     stalled_until: Mutex<Option<Instant>>,
+    /// Whether `stalled_until` may be set: every write checks every node,
+    /// and a node that was never stalled then costs one atomic load, not a
+    /// lock and a clock read.
+    maybe_stalled: AtomicBool,
     addr: RwLock<Option<SocketAddr>>,
     log: Arc<ReplicationLog>,
     tenants: Arc<Tenants>,
@@ -201,6 +205,7 @@ impl Node {
                 applying: Mutex::new(()),
                 epoch: AtomicU64::new(0),
                 stalled_until: Mutex::new(None),
+                maybe_stalled: AtomicBool::new(false),
                 addr: RwLock::new(None),
                 log,
                 tenants,
@@ -279,7 +284,9 @@ impl Node {
 
     /// The node answers nothing until `until`.
     pub fn stall_until(&self, until: Instant) {
-        *self.shared.stalled_until.lock() = Some(until);
+        let mut stalled_until = self.shared.stalled_until.lock();
+        *stalled_until = Some(until);
+        self.shared.maybe_stalled.store(true, Ordering::SeqCst);
     }
 
     pub fn is_stalled(&self) -> bool {
@@ -301,9 +308,17 @@ impl Shared {
     }
 
     fn is_stalled(&self) -> bool {
-        self.stalled_until
-            .lock()
-            .is_some_and(|until| Instant::now() < until)
+        if !self.maybe_stalled.load(Ordering::SeqCst) {
+            return false;
+        }
+        let mut stalled_until = self.stalled_until.lock();
+        if stalled_until.is_some_and(|until| Instant::now() < until) {
+            return true;
+        }
+        // Over: later checks need no lock again.
+        *stalled_until = None;
+        self.maybe_stalled.store(false, Ordering::SeqCst);
+        false
     }
 
     /// Waits while the node is stalled; false if it stopped meanwhile.
