@@ -353,7 +353,12 @@ impl ReplicationLog {
                 break;
             };
             state.resolved = batch.versions.last();
-            tenants.extend(batch.tenants);
+            if tenants.is_empty() {
+                // Mostly one batch per commit: its list is taken as it is.
+                tenants = batch.tenants;
+            } else {
+                tenants.extend(batch.tenants);
+            }
             for (_, entries) in batch.pieces {
                 bytes += entries.len() * ENTRY_COST;
                 pieces.push(entries);

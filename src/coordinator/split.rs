@@ -49,7 +49,6 @@ pub struct Job {
 /// chunks are left out.
 pub fn jobs(len: usize, targets: &[NodeId], first: usize, deadline: Instant) -> Vec<Job> {
     split_evenly(len, targets.len())
-        .into_iter()
         .enumerate()
         .filter(|(_, range)| !range.is_empty())
         .map(|(index, range)| Job {
@@ -63,18 +62,15 @@ pub fn jobs(len: usize, targets: &[NodeId], first: usize, deadline: Instant) -> 
 
 /// Cuts `len` items into `parts` contiguous ranges whose sizes differ by at
 /// most one, larger ones first: 11 over 4 is 3, 3, 3, 2.
-pub fn split_evenly(len: usize, parts: usize) -> Vec<Range<usize>> {
+pub fn split_evenly(len: usize, parts: usize) -> impl Iterator<Item = Range<usize>> {
     let parts = parts.max(1);
     let (base, extra) = (len / parts, len % parts);
-    let mut start = 0;
-    (0..parts)
-        .map(|part| {
-            let size = base + usize::from(part < extra);
-            let range = start..start + size;
-            start += size;
-            range
-        })
-        .collect()
+    (0..parts).scan(0, move |start, part| {
+        let size = base + usize::from(part < extra);
+        let range = *start..*start + size;
+        *start += size;
+        Some(range)
+    })
 }
 
 #[cfg(test)]
@@ -82,7 +78,7 @@ mod tests {
     use super::*;
 
     fn sizes(len: usize, parts: usize) -> Vec<usize> {
-        split_evenly(len, parts).iter().map(|r| r.len()).collect()
+        split_evenly(len, parts).map(|r| r.len()).collect()
     }
 
     #[test]
@@ -91,7 +87,7 @@ mod tests {
         assert_eq!(sizes(8, 4), vec![2, 2, 2, 2]);
         assert_eq!(sizes(2, 4), vec![1, 1, 0, 0]);
         assert_eq!(sizes(5, 1), vec![5]);
-        let ranges = split_evenly(100, 7);
+        let ranges: Vec<_> = split_evenly(100, 7).collect();
         assert_eq!(ranges.first().map(|r| r.start), Some(0));
         assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
         assert_eq!(ranges.last().map(|r| r.end), Some(100));
