@@ -86,12 +86,12 @@ fn options(limits: &ClientLimits, max_body_bytes: usize) -> ServerOptions {
     }
 }
 
-fn handle(api: &Api, mut request: Request) {
+fn handle(api: &Api, request: Request) {
     // A panic must never take a connection thread down with the answer
     // unwritten: the request is dropped, tiny_http answers 500, and the
     // next request is served.
     let handled = panic::catch_unwind(AssertUnwindSafe(|| {
-        let (route, answer) = routes::route(api, &mut request);
+        let (route, answer) = routes::route(api, &request);
         respond(api, request, route, answer);
     }));
     if handled.is_err() {

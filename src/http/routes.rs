@@ -17,9 +17,9 @@ pub const MAX_STALL_MS: u64 = 600_000;
 
 /// Picks the handler; returns the route pattern (for metrics) and the answer.
 /// HEAD is answered wherever GET is, without the body (tiny_http drops it).
-pub fn route(api: &Api, request: &mut Request) -> (&'static str, Answer) {
-    let url = request.url().to_string();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+pub fn route(api: &Api, request: &Request) -> (&'static str, Answer) {
+    let url = request.url();
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let method = match request.method() {
         Method::Head => Method::Get,
