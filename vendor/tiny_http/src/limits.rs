@@ -106,7 +106,9 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// altogether while the connection waits for its next request.
 pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 
-/// Size of the buffer a response is written through (allocated per answer).
+/// An answer whose head and body fit in half of this is written from one
+/// buffer of its own size; a larger body goes out through a buffer of this
+/// size (see `Response::print`).
 pub const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
 /// Longest chunk-size line (size and extensions) of a chunked body.

@@ -1,4 +1,5 @@
 use crate::common::{HTTPVersion, Header, StatusCode};
+use crate::limits::WRITE_BUFFER_BYTES;
 use httpdate::HttpDate;
 use std::cmp::Ordering;
 use std::sync::mpsc::Receiver;
@@ -91,44 +92,45 @@ fn push_http_date_now(out: &mut String) {
     })
 }
 
-/// PATCH: the head of an answer. The engine's own fields (`Server`, `Date`,
-/// `Connection`, the framing) come as text in `before` and `after` the
-/// response's headers, written as they are: building a `Header` for each
-/// cost several allocations per answer.
-fn write_message_header<W>(
-    mut writer: W,
+/// PATCH: the head of an answer, in a buffer with room for `body_room`
+/// more bytes. The engine's own fields (`Server`, `Date`, `Connection`, the
+/// framing) come as text in `before` and `after` the response's headers:
+/// building a `Header` for each cost several allocations per answer.
+fn message_head(
     http_version: &HTTPVersion,
     status_code: &StatusCode,
     (before, headers, after): (&str, &[Header], &str),
-) -> IoResult<()>
-where
-    W: Write,
-{
-    // writing status line
-    write!(
-        &mut writer,
+    body_room: usize,
+) -> Vec<u8> {
+    let fields: usize = headers
+        .iter()
+        .map(|h| h.field.as_str().len() + h.value.as_str().len() + 4)
+        .sum();
+    let mut head =
+        Vec::with_capacity(STATUS_LINE_ROOM + before.len() + fields + after.len() + 2 + body_room);
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        head,
         "HTTP/{}.{} {} {}\r\n",
         http_version.0,
         http_version.1,
         status_code.0,
         status_code.default_reason_phrase()
-    )?;
-    writer.write_all(before.as_bytes())?;
-
-    // writing headers
+    );
+    head.extend_from_slice(before.as_bytes());
     for header in headers.iter() {
-        writer.write_all(header.field.as_str().as_ref())?;
-        writer.write_all(b": ")?;
-        writer.write_all(header.value.as_str().as_ref())?;
-        writer.write_all(b"\r\n")?;
+        head.extend_from_slice(header.field.as_str().as_ref());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(header.value.as_str().as_ref());
+        head.extend_from_slice(b"\r\n");
     }
-    writer.write_all(after.as_bytes())?;
-
-    // separator between header and data
-    writer.write_all(b"\r\n")?;
-
-    Ok(())
+    head.extend_from_slice(after.as_bytes());
+    head.extend_from_slice(b"\r\n");
+    head
 }
+
+/// Room for a status line (`HTTP/1.1 431 Request Header Fields Too Large`).
+const STATUS_LINE_ROOM: usize = 64;
 
 fn choose_transfer_encoding(
     status_code: StatusCode,
@@ -462,22 +464,38 @@ where
             _ => (),
         };
 
-        // sending headers
-        write_message_header(
-            writer.by_ref(),
+        // PATCH: the head, and a body of known length that fits with it in
+        // `WRITE_BUFFER_BYTES`, go out in one write from one buffer sized
+        // for them; a larger body follows through a buffer of its own. The
+        // engine hands `print` its socket unbuffered, so a small answer
+        // costs one allocation of its size and one `send`.
+        let send_body = !do_not_send_body && data_length.is_some_and(|l| l >= 1);
+        let inline_body = match (send_body, transfer_encoding, data_length) {
+            (true, Some(TransferEncoding::Identity), Some(l)) if l <= WRITE_BUFFER_BYTES / 2 => l,
+            _ => 0,
+        };
+        let mut head = message_head(
             &http_version,
             &self.status_code,
             (&before, &self.headers, &after),
-        )?;
+            inline_body,
+        );
+        if inline_body > 0 {
+            reader.take(inline_body as u64).read_to_end(&mut head)?;
+            return writer.write_all(&head);
+        }
+        writer.write_all(&head)?;
+        drop(head);
 
         // sending the body
         if !do_not_send_body {
+            let mut writer = io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
             match transfer_encoding {
                 Some(TransferEncoding::Chunked) => {
                     use chunked_transfer::Encoder;
 
-                    let mut writer = Encoder::new(writer);
-                    io::copy(&mut reader, &mut writer)?;
+                    let mut encoder = Encoder::new(&mut writer);
+                    io::copy(&mut reader, &mut encoder)?;
                 }
 
                 Some(TransferEncoding::Identity) => {
@@ -491,6 +509,7 @@ where
 
                 _ => (),
             }
+            writer.flush()?;
         }
 
         Ok(())

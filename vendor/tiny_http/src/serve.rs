@@ -12,7 +12,7 @@
 //! `http-reap` thread joins the connection threads that ended.
 
 use std::convert::TryFrom;
-use std::io::{self, BufWriter, ErrorKind, Write};
+use std::io::{self, ErrorKind, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,9 +25,7 @@ use crate::admission::{Refusal, Registry};
 use crate::body::{read_chunked, BodyBudget, BodyError, BufferedBody, Reservation};
 use crate::common::{HTTPVersion, Header, Method};
 use crate::head::{parse_head, Framing, Head, HeadError, HeadLimits, HeadScanner};
-use crate::limits::{
-    plain_error_body, ServerOptions, ACCEPT_ERROR_BACKOFF, READ_BUFFER_BYTES, WRITE_BUFFER_BYTES,
-};
+use crate::limits::{plain_error_body, ServerOptions, ACCEPT_ERROR_BACKOFF, READ_BUFFER_BYTES};
 use crate::request::new_buffered_request;
 use crate::wire::{
     later, AnswerDone, ConnState, Deadline, DeadlineWriter, WireReader, WriteOutcome,
@@ -603,7 +601,9 @@ impl Connection {
             Some(self.peer),
             Box::new(BufferedBody::new(body.clone(), reservation)),
             body,
-            Box::new(BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer)),
+            // Unbuffered: `Response::print` writes a small answer from one
+            // buffer of its size, and buffers a large body itself.
+            Box::new(writer),
             close_after,
         );
         let handler = &self.shared.handler;
