@@ -363,19 +363,29 @@ fn big_batches(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<
 fn reads(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<()> {
     table.section("Reads (32 connections)");
     let limit = limit::LimitServer::start()?;
-    ingest(limit.addr, 4, 1000, Stop::Requests(1), 0)?;
-    let baseline = reads_of(limit.addr, 32, Stop::After(plan.run), load::get_counts())?;
-    table.row("limit: GET count", &baseline, None);
     let server = Service::start(server_path, 4, &[])?;
-    ingest(server.addr, 4, 1000, Stop::Requests(1), 0)?;
+    let targets = [limit.addr, server.addr];
+    for addr in targets {
+        ingest(addr, 4, 1000, Stop::Requests(1), 0)?;
+    }
+    // In turns, as the small-request rows: one pass each let a burst of
+    // outside load decide the ratio.
+    let (baseline, small) = in_turns(plan.rounds, |_, target| {
+        reads_of(
+            targets[target],
+            32,
+            Stop::After(plan.run),
+            load::get_counts(),
+        )
+    })?;
+    table.row("limit: GET count", &baseline, None);
+    table.row("service: GET count, 1k items", &small, Some(&baseline));
     let health = reads_of(server.addr, 32, Stop::After(plan.run), load::get("/health"))?;
     table.row(
         "service: GET /health (HTTP alone)",
         &health,
         Some(&baseline),
     );
-    let small = reads_of(server.addr, 32, Stop::After(plan.run), load::get_counts())?;
-    table.row("service: GET count, 1k items", &small, Some(&baseline));
     let one = reads_of(server.addr, 1, Stop::After(plan.run), load::get_counts())?;
     table.row("service: GET count, 1 connection", &one, None);
     ingest_1000(server.addr, plan.read_items, 1 << 40)?;
