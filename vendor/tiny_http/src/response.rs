@@ -396,7 +396,7 @@ where
         ));
 
         // PATCH: the engine's fields are written as text (see
-        // `write_message_header`), in the order they had as headers:
+        // `message_head`), in the order they had as headers:
         // Connection and Upgrade, Server, Date first; Connection: close and
         // the framing last.
         let mut before = String::with_capacity(64);
@@ -487,15 +487,16 @@ where
         writer.write_all(&head)?;
         drop(head);
 
-        // sending the body
+        // sending the body (through a buffer made only for a body sent)
         if !do_not_send_body {
-            let mut writer = io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
             match transfer_encoding {
                 Some(TransferEncoding::Chunked) => {
                     use chunked_transfer::Encoder;
 
-                    let mut encoder = Encoder::new(&mut writer);
-                    io::copy(&mut reader, &mut encoder)?;
+                    let mut writer = io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
+                    // Dropping the encoder writes the last chunk.
+                    io::copy(&mut reader, &mut Encoder::new(&mut writer))?;
+                    writer.flush()?;
                 }
 
                 Some(TransferEncoding::Identity) => {
@@ -503,13 +504,14 @@ where
                     let data_length = data_length.unwrap();
 
                     if data_length >= 1 {
+                        let mut writer = io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
                         io::copy(&mut reader, &mut writer)?;
+                        writer.flush()?;
                     }
                 }
 
                 _ => (),
             }
-            writer.flush()?;
         }
 
         Ok(())

@@ -41,6 +41,42 @@ fn keep_alive_pipelining_chunked_and_remote_addr() {
 }
 
 #[test]
+fn answers_small_large_and_of_unknown_length_arrive_whole() {
+    // A small answer goes out from one buffer with its head; a large one
+    // and one of unknown length (chunked) through a buffer of their own.
+    let large: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let body = large.clone();
+    let server = start(options(), move |request: tiny_http::Request| {
+        let response = match request.url() {
+            "/small" => Response::from_string("ok").boxed(),
+            "/large" => Response::from_data(body.clone()).boxed(),
+            _ => Response::new(
+                200.into(),
+                Vec::new(),
+                std::io::Cursor::new(body.clone()),
+                None,
+                None,
+            )
+            .boxed(),
+        };
+        let _ = request.respond(response);
+    });
+    let mut client = Client::connect(server.local_addr());
+    for _ in 0..2 {
+        let small = client.get("/small");
+        assert_eq!(small.text(), "ok");
+        assert!(small.header("Date").is_some() && small.header("Server").is_some());
+        let sized = client.get("/large");
+        assert_eq!(sized.header("Content-Length"), Some("20000"));
+        assert!(sized.body == large, "the large body arrived changed");
+        let chunked = client.get("/unknown");
+        assert_eq!(chunked.header("Transfer-Encoding"), Some("chunked"));
+        assert!(chunked.body == large, "the chunked body arrived changed");
+    }
+    server.stop();
+}
+
+#[test]
 fn expect_100_continue() {
     let server = start(options(), echo);
     let mut client = Client::connect(server.local_addr());
