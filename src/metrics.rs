@@ -53,6 +53,15 @@ impl Metrics {
         }
     }
 
+    /// Answered requests by route and status, in order.
+    fn request_counts(&self) -> BTreeMap<RequestKey, u64> {
+        self.requests
+            .read()
+            .iter()
+            .map(|(key, count)| (*key, count.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     pub fn record_accepted(&self, items: usize) {
         self.items_accepted
             .fetch_add(items as u64, Ordering::Relaxed);
@@ -67,13 +76,7 @@ impl Metrics {
             "# HELP dc_http_requests_total HTTP requests answered, by route and status.\n",
         );
         out.push_str("# TYPE dc_http_requests_total counter\n");
-        let requests: BTreeMap<RequestKey, u64> = self
-            .requests
-            .read()
-            .iter()
-            .map(|(key, count)| (*key, count.load(Ordering::Relaxed)))
-            .collect();
-        for ((route, status), count) in requests {
+        for ((route, status), count) in self.request_counts() {
             let _ = writeln!(
                 out,
                 "dc_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
@@ -344,6 +347,38 @@ fn render_wal(out: &mut String, wal: &WalStats) {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread;
+
+    #[test]
+    fn requests_recorded_at_once_from_many_threads_are_all_counted() {
+        let metrics = Metrics::default();
+        let statuses = [200, 400, 503];
+        thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for i in 0..3000 {
+                        metrics.record_request("/items", statuses[i % 3]);
+                    }
+                });
+            }
+        });
+        metrics.record_request("/health", 200);
+        let counts: Vec<_> = metrics.request_counts().into_iter().collect();
+        assert_eq!(
+            counts,
+            vec![
+                (("/health", 200), 1),
+                (("/items", 200), 4000),
+                (("/items", 400), 4000),
+                (("/items", 503), 4000),
+            ]
         );
     }
 }

@@ -378,6 +378,30 @@ mod tests {
         (node, threads, log)
     }
 
+    #[test]
+    fn a_stall_ends_on_its_own_and_a_new_one_is_seen() {
+        let tenants = Arc::new(Tenants::new());
+        let (log, _detached) = ReplicationLog::new(Version::ZERO, tenants.clone());
+        let node = Node::new(
+            NodeId(0),
+            Store::new(),
+            Version::ZERO,
+            Arc::new(log),
+            tenants,
+        );
+        assert!(!node.is_stalled());
+        node.stall_until(Instant::now() + Duration::from_millis(30));
+        assert!(node.is_stalled());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while node.is_stalled() {
+            assert!(Instant::now() < deadline, "the stall never ended");
+            thread::sleep(Duration::from_millis(1));
+        }
+        // The check that saw the end cleared the flag; a new stall sets it.
+        node.stall_until(Instant::now() + Duration::from_secs(60));
+        assert!(node.is_stalled());
+    }
+
     /// Whether the node closes `stream` without a word.
     fn closed_silently(mut stream: TcpStream) -> bool {
         stream
