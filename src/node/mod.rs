@@ -390,7 +390,7 @@ mod tests {
             tenants,
         );
         assert!(!node.is_stalled());
-        node.stall_until(Instant::now() + Duration::from_millis(30));
+        node.stall_until(Instant::now() + Duration::from_millis(300));
         assert!(node.is_stalled());
         let deadline = Instant::now() + Duration::from_secs(10);
         while node.is_stalled() {
