@@ -461,21 +461,17 @@ mod tests {
         }
     }
 
+    /// A `Store` frame (request id 1) carrying [`piece`].
     fn store_frame(log: &ReplicationLog, id: i64) -> Vec<u8> {
-        let versions = log.open(1, Vec::new()).unwrap();
-        let entries = [Entry {
-            id,
-            version: versions.first,
-            tenant: TenantId::new(0),
-        }];
+        let piece = piece(log, id);
         let mut frame = Vec::new();
         protocol::encode_store(
             &mut frame,
             1,
             &[OutgoingPiece {
-                batch: versions.first,
-                offset: 0,
-                entries: &entries,
+                batch: piece.batch,
+                offset: piece.offset,
+                entries: &piece.entries,
             }],
         );
         frame
