@@ -4,7 +4,6 @@ use httpdate::HttpDate;
 use std::cmp::Ordering;
 use std::sync::mpsc::Receiver;
 
-use std::fmt::Write as _;
 use std::io::Result as IoResult;
 use std::io::{self, Cursor, Read, Write};
 
@@ -74,7 +73,7 @@ impl FromStr for TransferEncoding {
 
 /// PATCH: appends the value of a `Date` header now, formatted at most once
 /// a second per thread (an HTTP date has whole seconds).
-fn push_http_date_now(out: &mut String) {
+fn push_http_date_now(out: &mut Vec<u8>) {
     use std::cell::RefCell;
     thread_local! {
         static LAST: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
@@ -88,49 +87,13 @@ fn push_http_date_now(out: &mut String) {
         if last.0 != second {
             *last = (second, HttpDate::from(now).to_string());
         }
-        out.push_str(&last.1);
+        out.extend_from_slice(last.1.as_bytes());
     })
 }
 
-/// PATCH: the head of an answer, in a buffer with room for `body_room`
-/// more bytes. The engine's own fields (`Server`, `Date`, `Connection`, the
-/// framing) come as text in `before` and `after` the response's headers:
-/// building a `Header` for each cost several allocations per answer.
-fn message_head(
-    http_version: &HTTPVersion,
-    status_code: &StatusCode,
-    (before, headers, after): (&str, &[Header], &str),
-    body_room: usize,
-) -> Vec<u8> {
-    let fields: usize = headers
-        .iter()
-        .map(|h| h.field.as_str().len() + h.value.as_str().len() + 4)
-        .sum();
-    let mut head =
-        Vec::with_capacity(STATUS_LINE_ROOM + before.len() + fields + after.len() + 2 + body_room);
-    // Writing to a Vec cannot fail.
-    let _ = write!(
-        head,
-        "HTTP/{}.{} {} {}\r\n",
-        http_version.0,
-        http_version.1,
-        status_code.0,
-        status_code.default_reason_phrase()
-    );
-    head.extend_from_slice(before.as_bytes());
-    for header in headers.iter() {
-        head.extend_from_slice(header.field.as_str().as_ref());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(header.value.as_str().as_ref());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(after.as_bytes());
-    head.extend_from_slice(b"\r\n");
-    head
-}
-
-/// Room for a status line (`HTTP/1.1 431 Request Header Fields Too Large`).
-const STATUS_LINE_ROOM: usize = 64;
+/// PATCH: room for the status line and the fields the library adds
+/// (`Server`, `Date`, `Connection`, the framing) in an answer's head buffer.
+const HEAD_ROOM: usize = 256;
 
 fn choose_transfer_encoding(
     status_code: StatusCode,
@@ -395,35 +358,9 @@ where
             self.chunked_threshold(),
         ));
 
-        // PATCH: the engine's fields are written as text (see
-        // `message_head`), in the order they had as headers:
-        // Connection and Upgrade, Server, Date first; Connection: close and
-        // the framing last.
-        let mut before = String::with_capacity(64);
-        let mut after = String::with_capacity(64);
-
         // handling upgrade
-        if let Some(upgrade) = upgrade {
-            before.push_str("Connection: upgrade\r\n");
-            // The token is checked like any header value.
-            if let Ok(header) = Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()) {
-                let _ = write!(before, "Upgrade: {}\r\n", header.value);
-            }
+        if upgrade.is_some() {
             transfer_encoding = None;
-        } else if closing {
-            after.push_str("Connection: close\r\n");
-        }
-
-        // add `Server` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
-            before.push_str("Server: tiny-http (Rust)\r\n");
-        }
-
-        // add `Date` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Date")) {
-            before.push_str("Date: ");
-            push_http_date_now(&mut before);
-            before.push_str("\r\n");
         }
 
         // if the transfer encoding is identity, the content length must be known ; therefore if
@@ -449,37 +386,70 @@ where
                 _ => false,
             };
 
-        // preparing headers for transfer
-        match transfer_encoding {
-            Some(TransferEncoding::Chunked) => after.push_str("Transfer-Encoding: chunked\r\n"),
-
-            Some(TransferEncoding::Identity) => {
-                assert!(data_length.is_some());
-                let data_length = data_length.unwrap();
-
-                // Writing to a String cannot fail.
-                let _ = write!(after, "Content-Length: {}\r\n", data_length);
-            }
-
-            _ => (),
-        };
-
-        // PATCH: the head, and a body of known length that fits with it in
+        // PATCH: the head, and a body of known length up to half of
         // `WRITE_BUFFER_BYTES`, go out in one write from one buffer sized
         // for them; a larger body follows through a buffer of its own. The
         // engine hands `print` its socket unbuffered, so a small answer
-        // costs one allocation of its size and one `send`.
+        // costs one allocation of its size and one `send`. The library's
+        // own fields are written as text, in the order they had as
+        // headers: Connection and Upgrade, Server, Date first; Connection:
+        // close and the framing last.
         let send_body = !do_not_send_body && data_length.is_some_and(|l| l >= 1);
         let inline_body = match (send_body, transfer_encoding, data_length) {
             (true, Some(TransferEncoding::Identity), Some(l)) if l <= WRITE_BUFFER_BYTES / 2 => l,
             _ => 0,
         };
-        let mut head = message_head(
-            &http_version,
-            &self.status_code,
-            (&before, &self.headers, &after),
-            inline_body,
+        let fields: usize = self
+            .headers
+            .iter()
+            .map(|h| h.field.as_str().len() + h.value.as_str().len() + 4)
+            .sum();
+        let mut head = Vec::with_capacity(HEAD_ROOM + fields + inline_body);
+        // Writing to a Vec cannot fail.
+        let _ = write!(
+            head,
+            "HTTP/{}.{} {} {}\r\n",
+            http_version.0,
+            http_version.1,
+            self.status_code.0,
+            self.status_code.default_reason_phrase()
         );
+        if let Some(upgrade) = upgrade {
+            head.extend_from_slice(b"Connection: upgrade\r\n");
+            // The token is checked like any header value.
+            if let Ok(header) = Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()) {
+                let _ = write!(head, "Upgrade: {}\r\n", header.value);
+            }
+        }
+        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
+            head.extend_from_slice(b"Server: tiny-http (Rust)\r\n");
+        }
+        if !self.headers.iter().any(|h| h.field.equiv("Date")) {
+            head.extend_from_slice(b"Date: ");
+            push_http_date_now(&mut head);
+            head.extend_from_slice(b"\r\n");
+        }
+        for header in self.headers.iter() {
+            head.extend_from_slice(header.field.as_str().as_ref());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(header.value.as_str().as_ref());
+            head.extend_from_slice(b"\r\n");
+        }
+        if upgrade.is_none() && closing {
+            head.extend_from_slice(b"Connection: close\r\n");
+        }
+        match transfer_encoding {
+            Some(TransferEncoding::Chunked) => {
+                head.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
+            }
+            Some(TransferEncoding::Identity) => {
+                assert!(data_length.is_some());
+                let data_length = data_length.unwrap();
+                let _ = write!(head, "Content-Length: {}\r\n", data_length);
+            }
+            None => (),
+        }
+        head.extend_from_slice(b"\r\n");
         if inline_body > 0 {
             reader.take(inline_body as u64).read_to_end(&mut head)?;
             return writer.write_all(&head);
