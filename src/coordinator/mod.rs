@@ -281,7 +281,11 @@ impl Coordinator {
                     // meanwhile: look it up again.
                     break;
                 }
-                self.served.fetch_max(watermark.get(), Ordering::SeqCst);
+                // Loaded first: most reads see nothing newer, and a write
+                // to this shared word is what concurrent reads contend on.
+                if watermark.get() > self.served.load(Ordering::SeqCst) {
+                    self.served.fetch_max(watermark.get(), Ordering::SeqCst);
+                }
                 return Ok(count);
             }
             if Instant::now() >= deadline {
@@ -292,17 +296,31 @@ impl Coordinator {
 
     /// The nodes a read asks, in order: the master first, unless it is
     /// stalled; nodes that fell behind the log last.
-    fn readers<'r>(&self, roster: &'r Roster) -> Vec<&'r Node> {
-        let master = roster.master_id();
-        let mut readers: Vec<&Node> = roster.live().collect();
-        readers.sort_by_key(|node| {
-            (
-                !node.is_attached(),
-                node.is_stalled(),
-                Some(node.id()) != master,
-            )
-        });
-        readers
+    ///
+    /// A master that can answer is all almost every read needs, so the
+    /// others are ranked only if it does not answer: each rank takes the
+    /// replication log's lock, which every write takes too.
+    fn readers<'r>(&self, roster: &'r Roster) -> impl Iterator<Item = &'r Node> {
+        let master = roster
+            .master()
+            .filter(|master| master.is_attached() && !master.is_stalled());
+        let skip = master.map(Node::id);
+        let others = move || {
+            let mut ranked: Vec<_> = roster
+                .live()
+                .filter(|node| Some(node.id()) != skip)
+                .map(|node| {
+                    let behind = !node.is_attached();
+                    let not_master = Some(node.id()) != roster.master_id();
+                    ((behind, node.is_stalled(), not_master), node)
+                })
+                .collect();
+            ranked.sort_by_key(|(rank, _)| *rank);
+            ranked.into_iter().map(|(_, node)| node)
+        };
+        master
+            .into_iter()
+            .chain(std::iter::once_with(others).flatten())
     }
 
     /// The master, if one serves.
