@@ -7,6 +7,13 @@
 //! idle, the newcomer is refused. The same holds among the connections of
 //! one IP address, so one host cannot take every slot.
 //!
+//! A connection's state lives in a [`Slot`], one atomic word that its
+//! thread and the registry share: a request marks its connection busy and
+//! idle again without the registry's lock, which every connection thread
+//! would otherwise take twice per request. Eviction takes an idle slot by
+//! compare-and-swap, so a connection that turns busy at that moment is
+//! never evicted mid-request.
+//!
 //! The registry also owns the connection threads' `JoinHandle`s: a thread
 //! that ends hands its handle to the reaper thread, which joins it, so an
 //! ended thread's stack goes back at once whether or not clients still come.
@@ -15,8 +22,9 @@
 //! poisoned lock is taken over (the data stays consistent between calls).
 
 use std::collections::HashMap;
+use std::convert::TryFrom;
 use std::net::{IpAddr, Shutdown, TcpStream};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -35,19 +43,42 @@ pub(crate) enum Refusal {
     Stopping,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Idle(Instant),
-    Busy,
+/// A connection's state: busy, evicted, or idle since a moment (nanoseconds
+/// after the registry's epoch, plus one, so that no idle word is `BUSY`).
+pub(crate) struct Slot(AtomicU64);
+
+/// Reading or answering a request: not evictable.
+const BUSY: u64 = 0;
+/// Shut down to make room: no longer counted against the limits (its
+/// thread is on its way out), and never busy again.
+const EVICTED: u64 = u64::MAX;
+
+impl Slot {
+    fn load(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Since when the connection is idle, as a comparable word; `None` if
+    /// it is busy or evicted.
+    fn idle_since(&self) -> Option<u64> {
+        Some(self.load()).filter(|&word| word != BUSY && word != EVICTED)
+    }
+
+    /// Moves to `word` unless evicted; gives the word it left, or `None`
+    /// if the connection was evicted.
+    fn leave_for(&self, word: u64) -> Option<u64> {
+        self.0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |current| {
+                (current != EVICTED).then_some(word)
+            })
+            .ok()
+    }
 }
 
 struct Entry {
     ip: IpAddr,
     stream: Arc<TcpStream>,
-    state: State,
-    /// False once evicted: it no longer counts against the limits (its
-    /// thread is on its way out).
-    counted: bool,
+    slot: Arc<Slot>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -58,9 +89,6 @@ struct Inner {
     per_ip: HashMap<IpAddr, usize>,
     /// Counted connections.
     open: usize,
-    /// Connections in the busy state.
-    busy: usize,
-    stopping: bool,
     /// Where ended threads' handles go; `None` once the server stopped.
     reaper: Option<Sender<JoinHandle<()>>>,
 }
@@ -70,6 +98,10 @@ pub(crate) struct Registry {
     max: usize,
     max_per_ip: usize,
     inner: Mutex<Inner>,
+    /// Set (under the lock) when the server stops; read without it.
+    stopping: AtomicBool,
+    /// What idle moments are counted from.
+    epoch: Instant,
     /// Signalled whenever a connection thread ends.
     ended: Condvar,
     stats: Arc<ServerStats>,
@@ -90,10 +122,10 @@ impl Registry {
                 entries: HashMap::new(),
                 per_ip: HashMap::new(),
                 open: 0,
-                busy: 0,
-                stopping: false,
                 reaper: Some(reaper),
             }),
+            stopping: AtomicBool::new(false),
+            epoch: Instant::now(),
             ended: Condvar::new(),
             stats,
         }
@@ -103,11 +135,24 @@ impl Registry {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The word of a connection idle since `moment`.
+    fn idle_word(&self, moment: Instant) -> u64 {
+        let nanos = moment.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos)
+            .unwrap_or(u64::MAX)
+            .clamp(BUSY + 1, EVICTED - 1)
+    }
+
     /// Admits a new connection (idle since now), evicting the longest-idle
-    /// connection of its address or of the server if needed. Gives its id.
-    pub(crate) fn admit(&self, ip: IpAddr, stream: &Arc<TcpStream>) -> Result<u64, Refusal> {
+    /// connection of its address or of the server if needed. Gives its id
+    /// and its slot, for [`Registry::set_idle`] and [`Registry::set_busy`].
+    pub(crate) fn admit(
+        &self,
+        ip: IpAddr,
+        stream: &Arc<TcpStream>,
+    ) -> Result<(u64, Arc<Slot>), Refusal> {
         let mut inner = self.lock();
-        if inner.stopping {
+        if self.stopping.load(Ordering::SeqCst) {
             return Err(Refusal::Stopping);
         }
         if inner.per_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip
@@ -120,45 +165,51 @@ impl Registry {
         }
         let id = inner.next_id;
         inner.next_id += 1;
+        let slot = Arc::new(Slot(AtomicU64::new(self.idle_word(Instant::now()))));
         inner.entries.insert(
             id,
             Entry {
                 ip,
                 stream: stream.clone(),
-                state: State::Idle(Instant::now()),
-                counted: true,
+                slot: slot.clone(),
                 handle: None,
             },
         );
         *inner.per_ip.entry(ip).or_insert(0) += 1;
         inner.open += 1;
         self.stats.open.store(inner.open as u64, Ordering::Relaxed);
-        Ok(id)
+        Ok((id, slot))
     }
 
     /// Shuts down the connection idle for longest (of `ip` if given); false
     /// if none is idle.
     fn evict_longest_idle(&self, inner: &mut Inner, ip: Option<IpAddr>) -> bool {
-        let victim = inner
-            .entries
-            .iter()
-            .filter(|(_, e)| e.counted && ip.is_none_or(|ip| e.ip == ip))
-            .filter_map(|(&id, e)| match e.state {
-                State::Idle(since) => Some((since, id)),
-                State::Busy => None,
-            })
-            .min();
-        let Some((_, id)) = victim else {
-            return false;
+        let victim = loop {
+            let longest = inner
+                .entries
+                .values()
+                .filter(|e| ip.is_none_or(|ip| e.ip == ip))
+                .filter_map(|e| Some((e.slot.idle_since()?, e)))
+                .min_by_key(|(since, _)| *since);
+            let Some((since, entry)) = longest else {
+                return false;
+            };
+            // Fails if its thread took a request meanwhile: look again.
+            let taken = entry.slot.0.compare_exchange(
+                since,
+                EVICTED,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+            if taken.is_ok() {
+                break entry;
+            }
         };
-        if let Some(entry) = inner.entries.get_mut(&id) {
-            // Wakes its thread, blocked waiting for a request: it sees the
-            // end of the stream and exits.
-            let _ = entry.stream.shutdown(Shutdown::Both);
-            entry.counted = false;
-            let ip = entry.ip;
-            uncount(inner, ip);
-        }
+        // Wakes its thread, blocked waiting for a request: it sees the end
+        // of the stream and exits.
+        let _ = victim.stream.shutdown(Shutdown::Both);
+        let ip = victim.ip;
+        uncount(inner, ip);
         self.stats.open.store(inner.open as u64, Ordering::Relaxed);
         self.stats.evicted_idle.fetch_add(1, Ordering::Relaxed);
         true
@@ -175,31 +226,31 @@ impl Registry {
     }
 
     /// The connection thread is about to wait for a request: evictable
-    /// from now. False if the connection must close (the server stops).
-    pub(crate) fn set_idle(&self, id: u64) -> bool {
-        self.set_state(id, State::Idle(Instant::now()))
+    /// from now. False if the connection must close (evicted, or the
+    /// server stops).
+    pub(crate) fn set_idle(&self, slot: &Slot) -> bool {
+        self.set_state(slot, self.idle_word(Instant::now()))
     }
 
     /// The first byte of a request arrived: not evictable until the answer
     /// is written. False if the connection was evicted or the server stops.
-    pub(crate) fn set_busy(&self, id: u64) -> bool {
-        self.set_state(id, State::Busy)
+    pub(crate) fn set_busy(&self, slot: &Slot) -> bool {
+        self.set_state(slot, BUSY)
     }
 
-    fn set_state(&self, id: u64, state: State) -> bool {
-        let mut inner = self.lock();
-        let stopping = inner.stopping;
-        let change = match inner.entries.get_mut(&id) {
-            Some(entry) if entry.counted && !stopping => {
-                let was_busy = entry.state == State::Busy;
-                entry.state = state;
-                (state == State::Busy) as isize - was_busy as isize
-            }
-            _ => return false,
+    fn set_state(&self, slot: &Slot, word: u64) -> bool {
+        let Some(was) = slot.leave_for(word) else {
+            return false;
         };
-        inner.busy = inner.busy.saturating_add_signed(change);
-        self.stats.busy.store(inner.busy as u64, Ordering::Relaxed);
-        true
+        match (was == BUSY, word == BUSY) {
+            (false, true) => self.stats.busy.fetch_add(1, Ordering::Relaxed),
+            (true, false) => self.stats.busy.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        // Read after the state is set: `close` sets `stopping` and then
+        // shuts down every idle connection, so a connection either sees
+        // it here or is seen idle there.
+        !self.stopping.load(Ordering::SeqCst)
     }
 
     /// Forgets a connection whose thread ends (or never started); its
@@ -207,12 +258,15 @@ impl Registry {
     pub(crate) fn remove(&self, id: u64) {
         let mut inner = self.lock();
         if let Some(entry) = inner.entries.remove(&id) {
-            if entry.counted {
-                uncount(&mut inner, entry.ip);
-            }
-            if entry.state == State::Busy {
-                inner.busy = inner.busy.saturating_sub(1);
-                self.stats.busy.store(inner.busy as u64, Ordering::Relaxed);
+            // Stable here: evicting takes the lock, and the only other
+            // writer of the slot is the thread that is leaving.
+            match entry.slot.load() {
+                EVICTED => {}
+                BUSY => {
+                    self.stats.busy.fetch_sub(1, Ordering::Relaxed);
+                    uncount(&mut inner, entry.ip);
+                }
+                _ => uncount(&mut inner, entry.ip),
             }
             if let Some(handle) = entry.handle {
                 reap(&inner, handle);
@@ -226,10 +280,10 @@ impl Registry {
     /// Stops admitting, and shuts down every idle connection (`all`: every
     /// connection).
     pub(crate) fn close(&self, all: bool) {
-        let mut inner = self.lock();
-        inner.stopping = true;
+        let inner = self.lock();
+        self.stopping.store(true, Ordering::SeqCst);
         for entry in inner.entries.values() {
-            if all || matches!(entry.state, State::Idle(_)) {
+            if all || entry.slot.idle_since().is_some() {
                 let _ = entry.stream.shutdown(Shutdown::Both);
             }
         }
@@ -269,5 +323,66 @@ fn uncount(inner: &mut Inner, ip: IpAddr) {
 fn reap(inner: &Inner, handle: JoinHandle<()>) {
     if let Some(reaper) = &inner.reaper {
         let _ = reaper.send(handle);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    /// A registry of `max` connections (all from one address), and a
+    /// connected socket for each entry.
+    fn registry(max: usize) -> (Registry, TcpListener) {
+        let (reaper, _) = mpsc::channel();
+        let stats = Arc::new(ServerStats::default());
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test port");
+        (Registry::new(max, max, reaper, stats), listener)
+    }
+
+    fn stream(listener: &TcpListener) -> Arc<TcpStream> {
+        let addr = listener.local_addr().expect("test port");
+        Arc::new(TcpStream::connect(addr).expect("connect to the test port"))
+    }
+
+    #[test]
+    fn the_longest_idle_makes_room_and_a_busy_one_never_does() {
+        let (registry, listener) = registry(2);
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let (_, older) = registry.admit(ip, &stream(&listener)).expect("room");
+        let (_, newer) = registry.admit(ip, &stream(&listener)).expect("room");
+        assert!(registry.set_busy(&newer));
+        assert_eq!(registry.stats.busy.load(Ordering::Relaxed), 1);
+
+        // Full: the idle one goes, and can never turn busy again.
+        let (_, third) = registry.admit(ip, &stream(&listener)).expect("evicts");
+        assert!(!registry.set_busy(&older));
+        assert!(!registry.set_idle(&older));
+
+        // Both left are busy: a newcomer is refused.
+        assert!(registry.set_busy(&third));
+        let refused = registry.admit(ip, &stream(&listener)).map(|_| ());
+        assert_eq!(refused, Err(Refusal::FullForIp));
+        assert_eq!(registry.stats.busy.load(Ordering::Relaxed), 2);
+
+        // Idle again: evictable again, and the busy count follows.
+        assert!(registry.set_idle(&newer));
+        assert_eq!(registry.stats.busy.load(Ordering::Relaxed), 1);
+        assert!(registry.admit(ip, &stream(&listener)).is_ok());
+        assert!(!registry.set_busy(&newer));
+    }
+
+    #[test]
+    fn a_stopping_server_closes_a_connection_at_its_next_change() {
+        let (registry, listener) = registry(4);
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let (id, slot) = registry.admit(ip, &stream(&listener)).expect("room");
+        assert!(registry.set_busy(&slot));
+        registry.close(false);
+        assert!(!registry.set_idle(&slot));
+        registry.remove(id);
+        assert_eq!(registry.stats.busy.load(Ordering::Relaxed), 0);
+        assert_eq!(registry.stats.open.load(Ordering::Relaxed), 0);
     }
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::admission::{Refusal, Registry};
+use crate::admission::{Refusal, Registry, Slot};
 use crate::body::{read_chunked, BodyBudget, BodyError, BufferedBody, Reservation};
 use crate::common::{HTTPVersion, Header, Method};
 use crate::head::{parse_head, Framing, Head, HeadError, HeadLimits, HeadScanner};
@@ -346,8 +346,8 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     bump(&shared.stats.accepted);
     let _ = stream.set_nodelay(true);
     let stream = Arc::new(stream);
-    let id = match shared.registry.admit(peer.ip(), &stream) {
-        Ok(id) => id,
+    let (id, slot) = match shared.registry.admit(peer.ip(), &stream) {
+        Ok(admitted) => admitted,
         Err(refusal) => {
             let (counter, message) = match refusal {
                 Refusal::Full => (&shared.stats.refused_full, "server full; retry later"),
@@ -364,6 +364,7 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     };
     let connection = Connection {
         id,
+        slot,
         stream: stream.clone(),
         peer,
         accepted: Instant::now(),
@@ -445,6 +446,7 @@ enum HeadFailure {
 /// One connection, served by its own thread.
 struct Connection {
     id: u64,
+    slot: Arc<Slot>,
     stream: Arc<TcpStream>,
     peer: SocketAddr,
     accepted: Instant,
@@ -475,7 +477,7 @@ impl Connection {
             }
             first = false;
             wire.shrink();
-            if !self.shared.registry.set_idle(self.id) {
+            if !self.shared.registry.set_idle(&self.slot) {
                 return;
             }
         }
@@ -505,7 +507,7 @@ impl Connection {
             }
             Ok(false) | Err(_) => return Next::Close,
         }
-        if !self.shared.registry.set_busy(self.id) {
+        if !self.shared.registry.set_busy(&self.slot) {
             return Next::Close;
         }
         let head_until = if first {
