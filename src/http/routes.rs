@@ -6,6 +6,7 @@ use super::{Api, status_page};
 use crate::batch;
 use crate::cluster::Fault;
 use crate::metrics;
+use std::borrow::Cow;
 use std::time::Duration;
 use tiny_http::{Method, Request};
 
@@ -20,7 +21,7 @@ pub const MAX_STALL_MS: u64 = 600_000;
 pub fn route(api: &Api, request: &Request) -> (&'static str, Answer) {
     let url = request.url();
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let segments = Segments::of(path);
     let method = match request.method() {
         Method::Head => Method::Get,
         other => other.clone(),
@@ -92,6 +93,42 @@ pub fn route(api: &Api, request: &Request) -> (&'static str, Answer) {
             },
         ),
         _ => ("other", Answer::ko(404, format!("no such route: {path}"))),
+    }
+}
+
+/// Most segments a route has (`/items/{tenant}/count`).
+const MAX_SEGMENTS: usize = 3;
+
+/// A path's segments after its leading `/`, kept on the stack: this runs
+/// for every request.
+struct Segments<'a> {
+    found: [&'a str; MAX_SEGMENTS],
+    /// `None` if the path has more segments than any route.
+    count: Option<usize>,
+}
+
+impl<'a> Segments<'a> {
+    fn of(path: &'a str) -> Segments<'a> {
+        let mut found = [""; MAX_SEGMENTS];
+        let mut count = 0;
+        for segment in path.split('/').skip(1) {
+            match found.get_mut(count) {
+                Some(slot) => *slot = segment,
+                None => return Segments { found, count: None },
+            }
+            count += 1;
+        }
+        Segments {
+            found,
+            count: Some(count),
+        }
+    }
+
+    /// The segments, or none at all (no route) for a path longer than any.
+    fn as_slice(&self) -> &[&'a str] {
+        self.count
+            .and_then(|count| self.found.get(..count))
+            .unwrap_or_default()
     }
 }
 
@@ -204,7 +241,11 @@ fn stall_duration(query: &str) -> Result<Duration, String> {
 }
 
 /// Decodes `%XX` escapes of one path segment into UTF-8.
-pub fn percent_decode(segment: &str) -> Result<String, &'static str> {
+/// Borrows the segment when it has no escape (nearly always).
+pub fn percent_decode(segment: &str) -> Result<Cow<'_, str>, &'static str> {
+    if !segment.contains('%') {
+        return Ok(Cow::Borrowed(segment));
+    }
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -219,7 +260,9 @@ pub fn percent_decode(segment: &str) -> Result<String, &'static str> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| "is not UTF-8 once decoded")
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| "is not UTF-8 once decoded")
 }
 
 #[cfg(test)]
@@ -234,6 +277,21 @@ mod tests {
         assert!(percent_decode("a%2").is_err());
         assert!(percent_decode("a%zz").is_err());
         assert!(percent_decode("%FF").is_err());
+        assert!(matches!(
+            percent_decode("plain"),
+            Ok(Cow::Borrowed("plain"))
+        ));
+    }
+
+    #[test]
+    fn a_path_is_cut_into_at_most_the_segments_of_a_route() {
+        let cut = |path| Segments::of(path).as_slice().to_vec();
+        assert_eq!(cut("/items/a/count"), ["items", "a", "count"]);
+        assert_eq!(cut("/items"), ["items"]);
+        assert_eq!(cut("/"), [""]);
+        assert_eq!(cut("/items/a/"), ["items", "a", ""]);
+        assert!(cut("").is_empty());
+        assert!(cut("/items/a/count/more").is_empty());
     }
 
     #[test]
