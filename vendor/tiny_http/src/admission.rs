@@ -195,12 +195,11 @@ impl Registry {
                 return false;
             };
             // Fails if its thread took a request meanwhile: look again.
-            let taken = entry.slot.0.compare_exchange(
-                since,
-                EVICTED,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            );
+            let taken =
+                entry
+                    .slot
+                    .0
+                    .compare_exchange(since, EVICTED, Ordering::SeqCst, Ordering::SeqCst);
             if taken.is_ok() {
                 break entry;
             }
