@@ -365,6 +365,7 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let connection = Connection {
         id,
         slot,
+        no_body: Arc::new(Vec::new()),
         stream: stream.clone(),
         peer,
         accepted: Instant::now(),
@@ -447,6 +448,8 @@ enum HeadFailure {
 struct Connection {
     id: u64,
     slot: Arc<Slot>,
+    /// The body of every request that has none.
+    no_body: Arc<Vec<u8>>,
     stream: Arc<TcpStream>,
     peer: SocketAddr,
     accepted: Instant,
@@ -594,7 +597,12 @@ impl Connection {
             state.clone(),
             Some(done),
         );
-        let body = Arc::new(body);
+        // A request without a body shares its connection's empty one.
+        let body = if body.is_empty() {
+            self.no_body.clone()
+        } else {
+            Arc::new(body)
+        };
         let request = new_buffered_request(
             head.method,
             head.target,

@@ -226,11 +226,17 @@ impl WireReader {
     }
 
     /// Between requests: a buffer grown for a large head goes back to the
-    /// small size (keeping any pipelined bytes), an empty one is freed.
+    /// small size (keeping any pipelined bytes). An empty one is freed if
+    /// it is larger than one first read; a smaller one stays for the next
+    /// request, which is mostly of the same size (PATCH: an allocation per
+    /// request less, for at most `FIRST_READ_BYTES` kept per idle
+    /// connection).
     pub(crate) fn shrink(&mut self) {
         let pending = self.end - self.start;
         if pending == 0 {
-            self.buf = Vec::new();
+            if self.buf.len() > FIRST_READ_BYTES {
+                self.buf = Vec::new();
+            }
             self.start = 0;
             self.end = 0;
         } else if self.buf.len() > READ_BUFFER_BYTES && pending <= READ_BUFFER_BYTES {
