@@ -8,7 +8,9 @@ use std::str::FromStr;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
+use crate::body::BufferedBody;
 use crate::util::{EqualReader, FusedReader};
+use crate::wire::DeadlineWriter;
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 use chunked_transfer::Decoder;
 
@@ -50,10 +52,10 @@ use chunked_transfer::Decoder;
 /// If you want to build fake requests to test your server, use [`TestRequest`](crate::test::TestRequest).
 pub struct Request {
     // where to read the body from
-    data_reader: Option<Box<dyn Read + Send + 'static>>,
+    data_reader: Option<BodyReader>,
 
     // if this writer is empty, then the request has been answered
-    response_writer: Option<Box<dyn Write + Send + 'static>>,
+    response_writer: Option<AnswerWriter>,
 
     remote_addr: Option<SocketAddr>,
 
@@ -236,8 +238,8 @@ where
     };
 
     Ok(Request {
-        data_reader: Some(reader),
-        response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
+        data_reader: Some(BodyReader::Boxed(reader)),
+        response_writer: Some(AnswerWriter::Boxed(Box::new(writer))),
         remote_addr,
         secure,
         method,
@@ -263,15 +265,15 @@ pub(crate) fn new_buffered_request(
     version: HTTPVersion,
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
-    body: Box<dyn Read + Send + 'static>,
+    body: BufferedBody,
     bytes: Arc<Vec<u8>>,
-    writer: Box<dyn Write + Send + 'static>,
+    writer: DeadlineWriter,
     close_connection: bool,
 ) -> Request {
     let body_length = bytes.len();
     Request {
-        data_reader: Some(body),
-        response_writer: Some(writer),
+        data_reader: Some(BodyReader::Buffered(body)),
+        response_writer: Some(AnswerWriter::Deadline(writer)),
         remote_addr,
         secure: false,
         method,
@@ -434,7 +436,7 @@ impl Request {
     /// Therefore you should always destroy the `Writer` as soon as possible.
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
-        let writer = self.extract_writer_impl();
+        let writer = self.extract_writer_impl().into_box();
         if let Some(sender) = self.notify_when_responded.take() {
             let writer = NotifyOnDrop {
                 sender,
@@ -450,7 +452,7 @@ impl Request {
     /// as the object returned by `into_writer` above.
     ///
     /// This may only be called once on a single request.
-    fn extract_writer_impl(&mut self) -> Box<dyn Write + Send + 'static> {
+    fn extract_writer_impl(&mut self) -> AnswerWriter {
         use std::mem;
 
         assert!(self.response_writer.is_some());
@@ -463,7 +465,7 @@ impl Request {
     /// Extract the body `Reader` object from the Request.
     ///
     /// This may only be called once on a single request.
-    fn extract_reader_impl(&mut self) -> Box<dyn Read + Send + 'static> {
+    fn extract_reader_impl(&mut self) -> BodyReader {
         use std::mem;
 
         assert!(self.data_reader.is_some());
@@ -548,6 +550,55 @@ impl Drop for Request {
             if let Some(sender) = self.notify_when_responded.take() {
                 sender.send(()).unwrap();
             }
+        }
+    }
+}
+
+/// PATCH: where a request's body is read from: a boxed reader for requests
+/// from `recv`, the buffered body inline for `Server::serve` (a box less
+/// per request).
+enum BodyReader {
+    Boxed(Box<dyn Read + Send + 'static>),
+    Buffered(BufferedBody),
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            BodyReader::Boxed(reader) => reader.read(buf),
+            BodyReader::Buffered(body) => body.read(buf),
+        }
+    }
+}
+
+/// PATCH: where the answer is written: a boxed writer for requests from
+/// `recv`, the connection's deadline writer inline for `Server::serve`.
+enum AnswerWriter {
+    Boxed(Box<dyn Write + Send + 'static>),
+    Deadline(DeadlineWriter),
+}
+
+impl AnswerWriter {
+    fn into_box(self) -> Box<dyn Write + Send + 'static> {
+        match self {
+            AnswerWriter::Boxed(writer) => writer,
+            AnswerWriter::Deadline(writer) => Box::new(writer),
+        }
+    }
+}
+
+impl Write for AnswerWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            AnswerWriter::Boxed(writer) => writer.write(data),
+            AnswerWriter::Deadline(writer) => writer.write(data),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            AnswerWriter::Boxed(writer) => writer.flush(),
+            AnswerWriter::Deadline(writer) => writer.flush(),
         }
     }
 }

@@ -609,11 +609,11 @@ impl Connection {
             head.version,
             head.headers,
             Some(self.peer),
-            Box::new(BufferedBody::new(body.clone(), reservation)),
+            BufferedBody::new(body.clone(), reservation),
             body,
             // Unbuffered: `Response::print` writes a small answer from one
             // buffer of its size, and buffers a large body itself.
-            Box::new(writer),
+            writer,
             close_after,
         );
         let handler = &self.shared.handler;
