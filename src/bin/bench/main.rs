@@ -386,6 +386,12 @@ fn reads(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<()> {
         &health,
         Some(&baseline),
     );
+    if wrk::available() {
+        let script = wrk::Script::write()?;
+        compare_in_turns(table, plan, "GET count, wrk", targets, &mut 0, |addr, _| {
+            script.get_counts(addr, 32, plan.run)
+        })?;
+    }
     let one = reads_of(server.addr, 1, Stop::After(plan.run), load::get_counts())?;
     table.row("service: GET count, 1 connection", &one, None);
     ingest_1000(server.addr, plan.read_items, 1 << 40)?;

@@ -1,5 +1,5 @@
-//! The small POST shapes again, driven by `wrk` when it is installed: a
-//! second load generator to check the first against. Ours (`load.rs`)
+//! The small POST shapes and GET count again, driven by `wrk` when it is
+//! installed: a second load generator to check the first against. Ours (`load.rs`)
 //! drives its connections in lock-step (send on each, then read each), so a
 //! step lasts as long as its slowest answer and arrivals come in bursts;
 //! wrk sends on a connection as soon as its answer is in (epoll), the usual
@@ -17,7 +17,8 @@ use std::time::Duration;
 const WRK_THREADS: usize = crate::load::CLIENT_THREADS;
 
 /// The script: POSTs of `batch` fresh items, IDs from `first` on, each wrk
-/// thread in its own range; tenants as in `load::post_items`.
+/// thread in its own range; tenants as in `load::post_items`. A batch of 0
+/// means GET count over the same 100 tenants instead.
 const SCRIPT: &str = r#"
 local thread_count = 0
 function setup(thread)
@@ -30,6 +31,10 @@ function init(args)
   sent = 0
 end
 function request()
+  if batch == 0 then
+    sent = sent + 1
+    return wrk.format("GET", "/items/tenant-" .. (sent % 100) .. "/count")
+  end
   local parts = {}
   for i = 1, batch do
     local id = first + sent * batch + i - 1
@@ -71,6 +76,44 @@ impl Script {
         run: Duration,
         first_id: i64,
     ) -> io::Result<Outcome> {
+        let (requests, seconds) = self.run(addr, connections, run, &[first_id, batch as i64])?;
+        Ok(Outcome {
+            units: requests * batch,
+            unit: "items/s",
+            elapsed: Duration::from_secs_f64(seconds),
+            latencies: Vec::new(),
+            errors: 0,
+        })
+    }
+
+    /// GET count from `connections` connections for `run`: requests per
+    /// second only.
+    pub fn get_counts(
+        &self,
+        addr: SocketAddr,
+        connections: usize,
+        run: Duration,
+    ) -> io::Result<Outcome> {
+        let (requests, seconds) = self.run(addr, connections, run, &[0, 0])?;
+        Ok(Outcome {
+            units: requests,
+            unit: "req/s",
+            elapsed: Duration::from_secs_f64(seconds),
+            latencies: Vec::new(),
+            errors: 0,
+        })
+    }
+
+    /// Runs wrk with the script and its `args`; the requests it completed
+    /// and in how many seconds. A run that completes none, or gets an
+    /// answer other than 2xx, is an error.
+    fn run(
+        &self,
+        addr: SocketAddr,
+        connections: usize,
+        run: Duration,
+        args: &[i64],
+    ) -> io::Result<(u64, f64)> {
         let output = Command::new("wrk")
             .args([
                 "-t",
@@ -84,7 +127,8 @@ impl Script {
             ])
             .arg(&self.0)
             .arg(format!("http://{addr}/"))
-            .args(["--", &first_id.to_string(), &batch.to_string()])
+            .arg("--")
+            .args(args.iter().map(i64::to_string))
             .output()?;
         let text = String::from_utf8_lossy(&output.stdout);
         let (requests, seconds) = completed(&text)
@@ -95,13 +139,7 @@ impl Script {
                 "wrk completed {requests} requests or saw errors:\n{text}{said}"
             )));
         }
-        Ok(Outcome {
-            units: requests * batch,
-            unit: "items/s",
-            elapsed: Duration::from_secs_f64(seconds),
-            latencies: Vec::new(),
-            errors: 0,
-        })
+        Ok((requests, seconds))
     }
 }
 
