@@ -373,6 +373,62 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_turning_busy_is_never_evicted_under_contention() {
+        // One socket for all: nothing is read or written, and shutting
+        // it down again is harmless.
+        let (_, listener) = registry(0);
+        let socket = stream(&listener);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for _ in 0..200 {
+            evict_four_busy_workers(&socket, deadline);
+        }
+    }
+
+    /// Four connections turn busy and idle again as fast as they can
+    /// while newcomers, which stay busy, each take an idle one's place.
+    fn evict_four_busy_workers(socket: &Arc<TcpStream>, deadline: Instant) {
+        let (registry, _) = registry(4);
+        let registry = Arc::new(registry);
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let taken_while_busy = Arc::new(AtomicU64::new(0));
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let (id, slot) = registry.admit(ip, socket).expect("room");
+                let (registry, taken) = (registry.clone(), taken_while_busy.clone());
+                std::thread::spawn(move || {
+                    while registry.set_busy(&slot) {
+                        if slot.load() == EVICTED {
+                            taken.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if !registry.set_idle(&slot) {
+                            break;
+                        }
+                    }
+                    registry.remove(id);
+                })
+            })
+            .collect();
+        let mut newcomers = Vec::new();
+        while workers.iter().any(|worker| !worker.is_finished()) {
+            assert!(Instant::now() < deadline, "the workers were never evicted");
+            if let Ok((id, slot)) = registry.admit(ip, socket) {
+                assert!(registry.set_busy(&slot));
+                newcomers.push(id);
+            }
+        }
+        for worker in workers {
+            worker.join().expect("a worker panicked");
+        }
+        assert_eq!(taken_while_busy.load(Ordering::SeqCst), 0);
+        assert_eq!(registry.stats.evicted_idle.load(Ordering::Relaxed), 4);
+        for id in newcomers {
+            registry.remove(id);
+        }
+        assert_eq!(registry.stats.busy.load(Ordering::Relaxed), 0);
+        assert_eq!(registry.stats.open.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
     fn a_stopping_server_closes_a_connection_at_its_next_change() {
         let (registry, listener) = registry(4);
         let ip = IpAddr::from([127, 0, 0, 1]);
