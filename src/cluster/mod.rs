@@ -352,6 +352,30 @@ mod tests {
     }
 
     #[test]
+    fn a_stalled_node_is_not_elected_even_when_no_other_applied_more() {
+        let service = InProcess::start(3);
+        let cluster = service.cluster().clone();
+        for id in 0..10 {
+            assert!(service.write(&[(id, "m")]));
+        }
+        wait_until("nodes 1 and 2 applied every write", || {
+            [1, 2].iter().all(|&id| {
+                cluster
+                    .roster()
+                    .node(NodeId(id))
+                    .is_some_and(|n| n.view().watermark() >= cluster.log().resolved())
+            })
+        });
+        // Nodes 1 and 2 have applied the same; node 1 stalls, node 0 dies.
+        cluster
+            .inject(1, Fault::Stall(Duration::from_secs(3)), None)
+            .unwrap();
+        cluster.inject(0, Fault::Crash, None).unwrap();
+        assert_eq!(cluster.roster().master_id(), Some(NodeId(2)));
+        assert_eq!(service.count("m"), 10);
+    }
+
+    #[test]
     fn a_restarted_node_holds_everything_and_with_every_node_dead_nothing_serves() {
         let service = InProcess::start(2);
         let cluster = service.cluster().clone();
