@@ -658,11 +658,16 @@ impl Server {
         }
     }
 
-    /// Threads of the server process now (`/proc/<pid>/task`).
+    /// Threads of the server process now: the kernel's count in
+    /// `/proc/<pid>/status`. Listing `/proc/<pid>/task` instead skipped
+    /// entries while other threads came and went (2,728 of 3,000 counted).
     pub fn threads(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/task", self.pid()))
-            .map(|tasks| tasks.count())
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("the server process exists")
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))
+            .and_then(|value| value.trim().parse().ok())
+            .expect("Threads in /proc/<pid>/status")
     }
 
     /// Resident memory of the server process now, in KiB (`VmRSS`).
