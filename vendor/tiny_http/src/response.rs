@@ -438,7 +438,6 @@ where
             .map(|h| h.field.as_str().len() + h.value.as_str().len() + 4)
             .sum();
         let mut head = Vec::with_capacity(HEAD_ROOM + fields + inline_body);
-        // Writing to a Vec cannot fail.
         head.extend_from_slice(b"HTTP/");
         push_decimal(&mut head, http_version.0.into());
         head.push(b'.');
@@ -452,6 +451,7 @@ where
             head.extend_from_slice(b"Connection: upgrade\r\n");
             // The token is checked like any header value.
             if let Ok(header) = Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()) {
+                // Writing to a Vec cannot fail.
                 let _ = write!(head, "Upgrade: {}\r\n", header.value);
             }
         }
