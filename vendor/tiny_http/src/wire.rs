@@ -446,11 +446,12 @@ impl Write for DeadlineWriter {
             return Err(io::Error::new(ErrorKind::BrokenPipe, "connection broken"));
         }
         let timeout = self.timeout;
-        let deadline = *self
-            .deadline
-            .get_or_insert_with(|| later(Instant::now(), timeout));
+        // One clock read per attempt: the deadline, set by the first write
+        // of the answer, counts from that same moment.
+        let mut now = Instant::now();
+        let deadline = *self.deadline.get_or_insert_with(|| later(now, timeout));
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(now);
             if left.is_zero() {
                 let late = io::Error::new(ErrorKind::TimedOut, "write deadline passed");
                 return Err(self.fail(WRITE_TIMED_OUT, late));
@@ -460,7 +461,7 @@ impl Write for DeadlineWriter {
             }
             match (&*self.stream).write(data) {
                 Ok(n) => return Ok(n),
-                Err(e) if retry(&e) => continue,
+                Err(e) if retry(&e) => now = Instant::now(),
                 Err(e) => return Err(self.fail(WRITE_FAILED, e)),
             }
         }
