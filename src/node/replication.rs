@@ -18,16 +18,22 @@ use std::time::{Duration, Instant};
 
 /// After a small pass (under [`LINGER_BELOW_ENTRIES`]), the apply thread
 /// waits this long before it looks for more commits, unless a read needs a
-/// newer watermark: under a stream of small writes it then applies hundreds
-/// of commits per wake-up instead of being woken for each, and a wake-up
-/// costs about as much as a request. Writes never wait for it; reads nudge
-/// it, so no answer waits for the linger.
-pub const APPLY_LINGER: Duration = Duration::from_millis(5);
+/// newer watermark: under a stream of small writes it then applies
+/// thousands of commits per wake-up instead of being woken for each.
+/// Writes never wait for it; reads nudge it, so no answer waits for the
+/// linger. Each pass takes the log's lock twice and wakes four threads
+/// that the connection threads then wait behind; at 5 ms, single-item
+/// writes under lock-step ran 10-17% slower with a 30% longer p99 than at
+/// 20 ms (`make bench`, README "Performance"). Longer bought nothing more.
+pub const APPLY_LINGER: Duration = Duration::from_millis(20);
 
 /// A pass that applied at least this many entries is followed by the next
 /// at once: its wake-up is already shared by enough items, and under big
-/// batches a linger would only slow replication down.
-pub const LINGER_BELOW_ENTRIES: usize = 256;
+/// batches a linger would only slow replication down. Below it, a pass
+/// lingers: at the rates of small writes (under 200 k items/s) one linger
+/// gathers fewer, and a pass right after it would wake the thread twice
+/// per linger for nothing.
+pub const LINGER_BELOW_ENTRIES: usize = 4096;
 
 /// Per-tenant counts as of a watermark: what reads see.
 pub struct View {
