@@ -1,7 +1,7 @@
 //! `make bench`: drives the release binary with keep-alive HTTP/1.1 clients
 //! and prints a table. In the same run it measures baselines, so figures can
 //! be read as ratios on a shared, noisy machine (the small-request rows
-//! run the limit and the service in turns, three rounds each, see
+//! run the limit and the service in turns, six rounds each, see
 //! `in_turns`):
 //! - the one-process limit (`limit.rs`): a minimal std-only server doing the
 //!   same parse and the same four maps, with no distribution at all;
@@ -54,8 +54,13 @@ struct Plan {
     /// How long each rate measurement runs.
     run: Duration,
     /// How many times the small-request rows run the limit and the service
-    /// in turn (see [`in_turns`]).
+    /// in turn (see [`in_turns`]), and how long each turn runs. Many short
+    /// turns rather than a few long ones: at batch 1 under lock-step this
+    /// box is bimodal (a run is fast or slow as a whole, from 45 k to
+    /// 137 k items/s for the same binary), so a sum over few turns is
+    /// still a coin toss.
     rounds: u32,
+    turn: Duration,
     fresh_items: u64,
     growth_items: u64,
     read_items: u64,
@@ -120,7 +125,9 @@ fn main() {
         } else {
             Duration::from_secs(2)
         },
-        rounds: if quick { 1 } else { 3 },
+        rounds: if quick { 1 } else { 6 },
+        // Whole seconds: wrk takes its duration in seconds.
+        turn: Duration::from_secs(1),
         fresh_items: 2_000_000 / scale,
         growth_items: 6_000_000 / scale,
         read_items: 1_000_000 / scale,
@@ -287,12 +294,12 @@ fn small_requests(server_path: &str, plan: &Plan, table: &mut Table) -> io::Resu
             let targets = [limit.addr, server.addr];
             let name = format!("batch {batch}, {connections} connections");
             compare_in_turns(table, plan, &name, targets, &mut first_id, |addr, ids| {
-                ingest(addr, connections, batch, Stop::After(plan.run), ids)
+                ingest(addr, connections, batch, Stop::After(plan.turn), ids)
             })?;
             if let Some(script) = script.as_ref().filter(|_| batch < 100) {
                 let name = format!("{name}, wrk");
                 compare_in_turns(table, plan, &name, targets, &mut first_id, |addr, ids| {
-                    script.post_items(addr, connections, batch, plan.run, ids)
+                    script.post_items(addr, connections, batch, plan.turn, ids)
                 })?;
             }
         }
@@ -374,7 +381,7 @@ fn reads(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<()> {
         reads_of(
             targets[target],
             32,
-            Stop::After(plan.run),
+            Stop::After(plan.turn),
             load::get_counts(),
         )
     })?;
@@ -389,7 +396,7 @@ fn reads(server_path: &str, plan: &Plan, table: &mut Table) -> io::Result<()> {
     if wrk::available() {
         let script = wrk::Script::write()?;
         compare_in_turns(table, plan, "GET count, wrk", targets, &mut 0, |addr, _| {
-            script.get_counts(addr, 32, plan.run)
+            script.get_counts(addr, 32, plan.turn)
         })?;
     }
     let one = reads_of(server.addr, 1, Stop::After(plan.run), load::get_counts())?;
