@@ -46,6 +46,12 @@ pub const COUNT_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// How long a read may wait in all: long enough for a write that stalls the
 /// watermark to resolve (acknowledged, or settled after its retries).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `/nodes` waits, in all, for the live nodes to apply every
+/// acknowledged write before it reports their items. Replicas apply in the
+/// background and may linger (`APPLY_LINGER`) between passes; waiting
+/// makes `/nodes` show what was acknowledged before it was asked, while a
+/// node that cannot catch up in time is reported as it is.
+pub const NODES_CATCH_UP: Duration = Duration::from_millis(1_000);
 
 /// A batch on its way to the nodes.
 struct Batch<'a> {
@@ -328,6 +334,21 @@ impl Coordinator {
         self.cluster.roster().master_id()
     }
 
+    /// Waits (at most [`NODES_CATCH_UP`]) until every live node that reads
+    /// the log and is not stalled has applied every acknowledged write.
+    fn catch_up(&self) {
+        let acknowledged = Version::new(self.acknowledged.load(Ordering::SeqCst));
+        let deadline = Instant::now() + NODES_CATCH_UP;
+        let roster = self.cluster.roster();
+        for node in roster
+            .live()
+            .filter(|node| node.is_attached() && !node.is_stalled())
+        {
+            // A node that does not catch up in time is reported as it is.
+            let _ = node.view().count_at(None, acknowledged, deadline);
+        }
+    }
+
     /// Every node, in id order, for `/nodes` and `/metrics`.
     fn status(&self) -> Vec<NodeStatus> {
         self.cluster
@@ -368,6 +389,7 @@ impl Backend for Coordinator {
     }
 
     fn nodes(&self) -> Vec<NodeStatus> {
+        self.catch_up();
         self.status()
     }
 
