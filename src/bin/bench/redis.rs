@@ -127,37 +127,59 @@ pub fn lua_ingest(total: u64) -> io::Result<Outcome> {
     })
 }
 
+/// A Redis server holding a 100-field hash, for `redis-benchmark -c 32`
+/// HGET of one of its fields.
+pub struct Hget {
+    redis: RedisServer,
+}
+
+impl Hget {
+    pub fn start() -> io::Result<Hget> {
+        let redis = RedisServer::start()?;
+        let mut setup = TcpStream::connect(redis.addr)?;
+        let mut out = Vec::new();
+        for tenant in 0..100 {
+            resp_command(
+                &mut out,
+                &[
+                    b"HSET",
+                    b"counts",
+                    format!("tenant-{tenant}").as_bytes(),
+                    b"10",
+                ],
+            );
+        }
+        setup.write_all(&out)?;
+        Ok(Hget { redis })
+    }
+
+    /// Requests/s over `requests` HGETs.
+    pub fn rate(&self, requests: u64) -> io::Result<f64> {
+        let port = self.redis.addr.port().to_string();
+        let requests = requests.to_string();
+        let output = Command::new("redis-benchmark")
+            .args([
+                "-p", &port, "-c", "32", "-n", &requests, "-q", "HGET", "counts", "tenant-7",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("redis-benchmark not available ({e})"))
+            })?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        // "HGET counts tenant-7: 106382.98 requests per second, p50=0.159 msec"
+        text.rsplit('\r')
+            .chain(text.lines())
+            .filter_map(|line| line.split_once(": ").map(|(_, rest)| rest))
+            .find_map(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+            .ok_or_else(|| {
+                io::Error::other(format!("cannot read redis-benchmark's output: {text}"))
+            })
+    }
+}
+
 /// `redis-benchmark -c 32` HGET of a field of a 100-field hash: requests/s.
 pub fn hget_rate(plan: &Plan) -> io::Result<f64> {
-    let redis = RedisServer::start()?;
-    let port = redis.addr.port().to_string();
-    let mut setup = TcpStream::connect(redis.addr)?;
-    let mut out = Vec::new();
-    for tenant in 0..100 {
-        resp_command(
-            &mut out,
-            &[
-                b"HSET",
-                b"counts",
-                format!("tenant-{tenant}").as_bytes(),
-                b"10",
-            ],
-        );
-    }
-    setup.write_all(&out)?;
-    let requests = if plan.quick { "50000" } else { "400000" };
-    let output = Command::new("redis-benchmark")
-        .args([
-            "-p", &port, "-c", "32", "-n", requests, "-q", "HGET", "counts", "tenant-7",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| io::Error::new(e.kind(), format!("redis-benchmark not available ({e})")))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    // "HGET counts tenant-7: 106382.98 requests per second, p50=0.159 msec"
-    text.rsplit('\r')
-        .chain(text.lines())
-        .filter_map(|line| line.split_once(": ").map(|(_, rest)| rest))
-        .find_map(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
-        .ok_or_else(|| io::Error::other(format!("cannot read redis-benchmark's output: {text}")))
+    let requests = if plan.quick { 50_000 } else { 400_000 };
+    Hget::start()?.rate(requests)
 }
