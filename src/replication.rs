@@ -59,6 +59,7 @@ pub struct Piece {
 }
 
 /// Whole batches, in version order, that every node applies as one step.
+#[derive(Clone)]
 pub struct Commit {
     pub seq: u64,
     /// Every version up to this one is resolved once this commit is applied.
@@ -70,6 +71,22 @@ pub struct Commit {
     /// has applied them.
     tenants: Vec<TenantId>,
     bytes: usize,
+}
+
+impl Commit {
+    /// An empty commit with room for `pieces` pieces, allocated before the
+    /// log's lock is taken and filled in under it: every write takes that
+    /// lock, and a writer that waits for it spins and yields its core
+    /// (`parking_lot`), so `malloc` under the lock made others wait.
+    fn allocate(pieces: usize) -> Arc<Commit> {
+        Arc::new(Commit {
+            seq: 0,
+            watermark: Version::ZERO,
+            pieces: Vec::with_capacity(pieces),
+            tenants: Vec::new(),
+            bytes: 0,
+        })
+    }
 }
 
 /// What a node's apply thread gets from [`ReplicationLog::read`].
@@ -186,6 +203,8 @@ impl ReplicationLog {
     /// abandoned, no later batch becomes visible: the caller must do one or
     /// the other (see `coordinator::OpenBatch`).
     pub fn open(&self, len: u64, tenants: Vec<TenantId>) -> Result<Versions, Exhausted> {
+        // Allocated before the lock (see `Commit::allocate`).
+        let pieces = Vec::with_capacity(1);
         let mut state = self.state.lock();
         let first = state.next_version;
         if len == 0 {
@@ -200,7 +219,7 @@ impl ReplicationLog {
         state.open.push_back(OpenBatch {
             versions,
             tenants,
-            pieces: Vec::new(),
+            pieces,
             received: 0,
         });
         Ok(versions)
@@ -210,6 +229,8 @@ impl ReplicationLog {
     /// already, or that was taken before (a retry sent to two nodes), is
     /// dropped. Waits until `deadline` while every node is too far behind.
     pub fn append(&self, pieces: Vec<Piece>, deadline: Instant) -> Result<(), Full> {
+        // Unused (the batch still misses pieces), it is freed after the lock.
+        let mut next_commit = Some(Commit::allocate(pieces.len()));
         let mut state = self.state.lock();
         while state.retained > MAX_RETAINED_BYTES && !state.consumers_caught_up_enough() {
             if self.room.wait_until(&mut state, deadline).timed_out() {
@@ -219,7 +240,7 @@ impl ReplicationLog {
         for piece in pieces {
             state.take(piece);
         }
-        let unpin = self.commit_resolved(&mut state);
+        let unpin = self.commit_resolved(&mut state, &mut next_commit);
         drop(state);
         self.tenants.unpin(&unpin);
         Ok(())
@@ -235,7 +256,7 @@ impl ReplicationLog {
             batch.pieces = vec![(0, entries.to_vec())];
             batch.received = batch.versions.len;
         }
-        let unpin = self.commit_resolved(&mut state);
+        let unpin = self.commit_resolved(&mut state, &mut None);
         drop(state);
         self.tenants.unpin(&unpin);
     }
@@ -342,40 +363,40 @@ impl ReplicationLog {
         self.tenants.unpin(&unpin);
     }
 
-    /// Moves every resolved batch at the front into one commit, then keeps
-    /// memory bounded. Returns tenants to unpin (after the lock is gone).
-    fn commit_resolved(&self, state: &mut LogState) -> Vec<TenantId> {
-        let mut pieces = Vec::new();
-        let mut tenants = Vec::new();
-        let mut bytes = 0;
+    /// Moves every resolved batch at the front into one commit (into
+    /// `allocated` if given, see [`Commit::allocate`]), then keeps memory
+    /// bounded. Returns tenants to unpin (after the lock is gone).
+    fn commit_resolved(
+        &self,
+        state: &mut LogState,
+        allocated: &mut Option<Arc<Commit>>,
+    ) -> Vec<TenantId> {
+        if !state.open.front().is_some_and(OpenBatch::is_resolved) {
+            return Vec::new();
+        }
+        let mut next = allocated.take().unwrap_or_else(|| Commit::allocate(1));
+        // Nobody else holds it yet: this never clones.
+        let commit = Arc::make_mut(&mut next);
         while state.open.front().is_some_and(OpenBatch::is_resolved) {
             let Some(batch) = state.open.pop_front() else {
                 break;
             };
             state.resolved = batch.versions.last();
-            if tenants.is_empty() {
+            if commit.tenants.is_empty() {
                 // Mostly one batch per commit: its list is taken as it is.
-                tenants = batch.tenants;
+                commit.tenants = batch.tenants;
             } else {
-                tenants.extend(batch.tenants);
+                commit.tenants.extend(batch.tenants);
             }
             for (_, entries) in batch.pieces {
-                bytes += entries.len() * ENTRY_COST;
-                pieces.push(entries);
+                commit.bytes += entries.len() * ENTRY_COST;
+                commit.pieces.push(entries);
             }
         }
-        if tenants.is_empty() && pieces.is_empty() {
-            return Vec::new();
-        }
-        let seq = state.first_seq + state.commits.len() as u64;
-        state.retained += bytes;
-        state.commits.push_back(Arc::new(Commit {
-            seq,
-            watermark: state.resolved,
-            pieces,
-            tenants,
-            bytes,
-        }));
+        commit.seq = state.first_seq + state.commits.len() as u64;
+        commit.watermark = state.resolved;
+        state.retained += commit.bytes;
+        state.commits.push_back(next);
         let mut unpin = Vec::new();
         let detached = state.detach_laggards(&mut unpin);
         self.committed.notify_all();
