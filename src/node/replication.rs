@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 /// Writes never wait for it; reads nudge it, so no answer waits for the
 /// linger. Each pass takes the log's lock twice and wakes four threads
 /// that the connection threads then wait behind; at 5 ms, single-item
-/// writes under lock-step ran 10-17% slower with a 30% longer p99 than at
-/// 20 ms (`make bench`, README "Performance"). Longer bought nothing more.
+/// writes under lock-step ran 8-26% slower, with a p99 up to 44% longer,
+/// than at 20 ms (measured in turns with the limit; README "Performance").
+/// 50 ms bought nothing more.
 pub const APPLY_LINGER: Duration = Duration::from_millis(20);
 
 /// A pass that applied at least this many entries is followed by the next
