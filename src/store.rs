@@ -410,6 +410,11 @@ mod tests {
             for id in 0..IDS {
                 sizes[shard_under(keys, id)] += 1;
             }
+            let (smallest, largest) = (sizes[0] as f64, sizes[SHARDS - 1] as f64);
+            assert!(
+                (1.8..2.2).contains(&(largest / smallest)),
+                "keys {keys:?}: {sizes:?}"
+            );
             for (shard, &size) in sizes.iter().enumerate() {
                 let expected = IDS as f64 * units[shard] as f64 / SHARE_UNITS as f64;
                 let off = (size as f64 - expected).abs() / expected;
