@@ -39,6 +39,7 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Most bytes of commits kept for nodes that have not applied them yet.
@@ -133,6 +134,11 @@ pub struct ReplicationLog {
     tenants: Arc<Tenants>,
     /// Tells the cluster which nodes were detached.
     detached_events: Sender<NodeId>,
+    /// Bit `n` is set while node `n` reads commits (see [`Self::is_attached`]).
+    /// Written only under `state`'s lock, after the consumers change; read
+    /// without it, because every count asks it of the master and the lock
+    /// is the one every write takes.
+    attached: AtomicU64,
 }
 
 struct LogState {
@@ -162,6 +168,16 @@ impl OpenBatch {
     fn is_resolved(&self) -> bool {
         self.received >= self.versions.len
     }
+}
+
+/// Node `node`'s bit in [`ReplicationLog::attached`]: node ids are below
+/// `config::MAX_NODES` (64); a larger one would have no bit and read as
+/// detached.
+fn node_bit(node: NodeId) -> u64 {
+    u32::try_from(node.0)
+        .ok()
+        .and_then(|shift| 1u64.checked_shl(shift))
+        .unwrap_or(0)
 }
 
 struct Consumer {
@@ -194,6 +210,7 @@ impl ReplicationLog {
             room: Condvar::new(),
             tenants,
             detached_events,
+            attached: AtomicU64::new(0),
         };
         (log, detached)
     }
@@ -282,6 +299,7 @@ impl ReplicationLog {
         let mut state = self.state.lock();
         let head = state.first_seq + state.commits.len() as u64;
         state.set_consumer(node, Some(head));
+        self.publish_attached(&state);
         state.resolved
     }
 
@@ -297,6 +315,7 @@ impl ReplicationLog {
             .and_then(|c| c.next)
             .ok_or(NotAttached(source))?;
         state.set_consumer(node, Some(next));
+        self.publish_attached(&state);
         drop(state);
         self.committed.notify_all();
         Ok(())
@@ -304,17 +323,25 @@ impl ReplicationLog {
 
     /// Whether `node` reads commits now (not detached, not retired).
     pub fn is_attached(&self, node: NodeId) -> bool {
-        self.state
-            .lock()
+        self.attached.load(Ordering::SeqCst) & node_bit(node) != 0
+    }
+
+    /// Publishes which nodes read commits; called under the lock after any
+    /// change of `state.consumers`.
+    fn publish_attached(&self, state: &LogState) {
+        let attached = state
             .consumers
             .iter()
-            .any(|c| c.node == node && c.next.is_some())
+            .filter(|c| c.next.is_some())
+            .fold(0, |mask, c| mask | node_bit(c.node));
+        self.attached.store(attached, Ordering::SeqCst);
     }
 
     /// The node stops: it reads nothing more and holds no commit back.
     pub fn retire(&self, node: NodeId) {
         let mut state = self.state.lock();
         state.consumers.retain(|c| c.node != node);
+        self.publish_attached(&state);
         let unpin = state.collect_garbage();
         drop(state);
         self.committed.notify_all();
@@ -399,6 +426,9 @@ impl ReplicationLog {
         state.commits.push_back(next);
         let mut unpin = Vec::new();
         let detached = state.detach_laggards(&mut unpin);
+        if !detached.is_empty() {
+            self.publish_attached(state);
+        }
         self.committed.notify_all();
         self.room.notify_all();
         for node in detached {
@@ -593,6 +623,23 @@ mod tests {
             1,
             "applied everywhere: unpinned"
         );
+    }
+
+    #[test]
+    fn attachment_is_published_as_nodes_join_and_retire() {
+        let (log, _, _) = log();
+        let (first, last) = (NodeId(0), NodeId(crate::config::MAX_NODES - 1));
+        assert!(!log.is_attached(first) && !log.is_attached(last));
+        log.join_at_head(first);
+        assert!(log.is_attached(first) && !log.is_attached(last));
+        log.join_like(last, first).unwrap();
+        assert!(log.is_attached(first) && log.is_attached(last));
+        log.retire(first);
+        assert!(!log.is_attached(first) && log.is_attached(last));
+        // No id has a bit past the limit: it reads as detached, no panic.
+        let beyond = NodeId(crate::config::MAX_NODES);
+        log.join_at_head(beyond);
+        assert!(!log.is_attached(beyond) && log.is_attached(last));
     }
 
     #[test]
