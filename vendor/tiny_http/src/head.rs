@@ -270,7 +270,7 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Head, HeadError> {
 
 /// `tchar` of RFC 9110 §5.6.2, one lookup per byte (PATCH: header names
 /// are checked byte by byte on every request).
-fn is_tchar(b: u8) -> bool {
+pub(crate) fn is_tchar(b: u8) -> bool {
     TCHAR[usize::from(b)]
 }
 

@@ -516,6 +516,58 @@ impl Request {
         Self::ignore_client_closing_errors(writer.flush())
     }
 
+    /// PATCH: sends an answer from borrowed parts: a status, fields as
+    /// `(name, value)` text, and the whole body. It is what
+    /// `respond(Response::new(status, headers, Cursor::new(body), Some(len), None))`
+    /// sends, without building a `Response` or a `Header` (two allocations
+    /// per field and one for their list), and always framed by
+    /// `Content-Length`. Library fields (`Connection`, `Content-Length`,
+    /// `Trailer`, `Transfer-Encoding`, `Upgrade`), names that are not
+    /// tokens and values with control bytes are refused with
+    /// `InvalidInput`, and the request is answered 500 instead.
+    pub fn respond_bytes(
+        mut self,
+        status: impl Into<StatusCode>,
+        fields: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), IoError> {
+        let res = match fields
+            .iter()
+            .try_for_each(|(name, value)| crate::response::check_field(name, value))
+        {
+            // Answered before the next request's answer may go (`recv`).
+            Err(refused) => self.respond_impl(Response::empty(500)).and(Err(refused)),
+            Ok(()) => self.respond_bytes_impl(status.into(), fields, body),
+        };
+        if let Some(sender) = self.notify_when_responded.take() {
+            sender.send(()).unwrap();
+        }
+        res
+    }
+
+    fn respond_bytes_impl(
+        &mut self,
+        status: StatusCode,
+        fields: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), IoError> {
+        // As in `respond_impl`: the buffered body goes back first.
+        if self.buffered_body.take().is_some() {
+            self.data_reader = None;
+        }
+        let mut writer = self.extract_writer_impl();
+        Self::ignore_client_closing_errors(crate::response::print_bytes(
+            writer.by_ref(),
+            &self.http_version,
+            status,
+            fields,
+            body,
+            self.method == Method::Head,
+            self.close_connection,
+        ))?;
+        Self::ignore_client_closing_errors(writer.flush())
+    }
+
     fn ignore_client_closing_errors(result: io::Result<()>) -> io::Result<()> {
         result.or_else(|err| match err.kind() {
             ErrorKind::BrokenPipe => Ok(()),

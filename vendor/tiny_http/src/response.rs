@@ -129,6 +129,165 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 /// (`Server`, `Date`, `Connection`, the framing) in an answer's head buffer.
 const HEAD_ROOM: usize = 256;
 
+/// PATCH: an answer's head as `print` and `print_bytes` write it. The
+/// library's own fields are written as text, in the order they had as
+/// headers: Connection and Upgrade, Server, Date first (Server and Date
+/// unless the caller gives them); the caller's fields; Connection: close
+/// and the framing last.
+struct HeadLayout<'a> {
+    http_version: &'a HTTPVersion,
+    status_code: StatusCode,
+    upgrade: Option<&'a str>,
+    closing: bool,
+    transfer_encoding: Option<TransferEncoding>,
+    data_length: Option<usize>,
+}
+
+impl HeadLayout<'_> {
+    /// A buffer with room for the head with `fields` and `body` more bytes.
+    fn allocate<'f>(
+        &self,
+        fields: impl Iterator<Item = (&'f [u8], &'f [u8])>,
+        body: usize,
+    ) -> Vec<u8> {
+        let fields: usize = fields
+            .map(|(name, value)| name.len() + value.len() + 4)
+            .sum();
+        Vec::with_capacity(HEAD_ROOM + fields + body)
+    }
+
+    fn push<'f>(
+        &self,
+        head: &mut Vec<u8>,
+        fields: impl Iterator<Item = (&'f [u8], &'f [u8])> + Clone,
+    ) {
+        let given = |wanted: &[u8]| {
+            fields
+                .clone()
+                .any(|(name, _)| name.eq_ignore_ascii_case(wanted))
+        };
+        head.extend_from_slice(b"HTTP/");
+        push_decimal(head, self.http_version.0.into());
+        head.push(b'.');
+        push_decimal(head, self.http_version.1.into());
+        head.push(b' ');
+        push_decimal(head, self.status_code.0.into());
+        head.push(b' ');
+        head.extend_from_slice(self.status_code.default_reason_phrase().as_bytes());
+        head.extend_from_slice(b"\r\n");
+        if let Some(upgrade) = self.upgrade {
+            head.extend_from_slice(b"Connection: upgrade\r\n");
+            // The token is checked like any header value.
+            if let Ok(header) = Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()) {
+                // Writing to a Vec cannot fail.
+                let _ = write!(head, "Upgrade: {}\r\n", header.value);
+            }
+        }
+        if !given(b"Server") {
+            head.extend_from_slice(b"Server: tiny-http (Rust)\r\n");
+        }
+        if !given(b"Date") {
+            head.extend_from_slice(b"Date: ");
+            push_http_date_now(head);
+            head.extend_from_slice(b"\r\n");
+        }
+        for (name, value) in fields {
+            head.extend_from_slice(name);
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value);
+            head.extend_from_slice(b"\r\n");
+        }
+        if self.upgrade.is_none() && self.closing {
+            head.extend_from_slice(b"Connection: close\r\n");
+        }
+        match (self.transfer_encoding, self.data_length) {
+            (Some(TransferEncoding::Chunked), _) => {
+                head.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
+            }
+            (Some(TransferEncoding::Identity), Some(length)) => {
+                head.extend_from_slice(b"Content-Length: ");
+                push_decimal(head, length as u64);
+                head.extend_from_slice(b"\r\n");
+            }
+            _ => (),
+        }
+        head.extend_from_slice(b"\r\n");
+    }
+}
+
+/// PATCH: fields the library writes itself, which an answer from borrowed
+/// parts may not give (`Response::add_header` drops them silently).
+const LIBRARY_FIELDS: [&str; 5] = [
+    "Connection",
+    "Content-Length",
+    "Trailer",
+    "Transfer-Encoding",
+    "Upgrade",
+];
+
+/// PATCH: a field an answer from borrowed parts may carry: a token for a
+/// name that is not one of `LIBRARY_FIELDS`, a value of visible ASCII,
+/// spaces and tabs (the checks `Header::from_bytes` makes, and no CR or LF
+/// that could end the head early).
+pub(crate) fn check_field(name: &str, value: &str) -> IoResult<()> {
+    let token = !name.is_empty() && name.bytes().all(crate::head::is_tchar);
+    let library = LIBRARY_FIELDS
+        .iter()
+        .any(|owned| owned.eq_ignore_ascii_case(name));
+    let text = value
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
+    if token && !library && text {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("the answer field {name:?}: {value:?} cannot be sent"),
+    ))
+}
+
+/// PATCH: writes an answer whose fields and body the caller lends, for
+/// `Request::respond_bytes`, which checked `fields` (`check_field`): no
+/// `Response`, no `Header` built, and one `send` for a small answer. The body's length is always sent as
+/// `Content-Length` (valid for every client, HTTP/1.0 included); `print`
+/// may choose chunked for the same body.
+pub(crate) fn print_bytes<W: Write>(
+    mut writer: W,
+    http_version: &HTTPVersion,
+    status_code: StatusCode,
+    fields: &[(&str, &str)],
+    body: &[u8],
+    head_only: bool,
+    closing: bool,
+) -> IoResult<()> {
+    // Status 1xx, 204 and 304 must not include a body.
+    let send_body =
+        !head_only && !matches!(status_code.0, 100..=199 | 204 | 304) && !body.is_empty();
+    let inline_body = send_body && body.len() <= WRITE_BUFFER_BYTES / 2;
+    let fields = fields
+        .iter()
+        .map(|(name, value)| (name.as_bytes(), value.as_bytes()));
+    let layout = HeadLayout {
+        http_version,
+        status_code,
+        upgrade: None,
+        closing,
+        transfer_encoding: Some(TransferEncoding::Identity),
+        data_length: Some(body.len()),
+    };
+    let mut head = layout.allocate(fields.clone(), if inline_body { body.len() } else { 0 });
+    layout.push(&mut head, fields);
+    if inline_body {
+        head.extend_from_slice(body);
+        return writer.write_all(&head);
+    }
+    writer.write_all(&head)?;
+    if send_body {
+        writer.write_all(body)?;
+    }
+    Ok(())
+}
+
 fn choose_transfer_encoding(
     status_code: StatusCode,
     request_headers: &[Header],
@@ -423,69 +582,27 @@ where
         // `WRITE_BUFFER_BYTES`, go out in one write from one buffer sized
         // for them; a larger body follows through a buffer of its own. The
         // engine hands `print` its socket unbuffered, so a small answer
-        // costs one allocation of its size and one `send`. The library's
-        // own fields are written as text, in the order they had as
-        // headers: Connection and Upgrade, Server, Date first; Connection:
-        // close and the framing last.
+        // costs one allocation of its size and one `send`. The head is
+        // laid out by `HeadLayout`.
         let send_body = !do_not_send_body && data_length.is_some_and(|l| l >= 1);
         let inline_body = match (send_body, transfer_encoding, data_length) {
             (true, Some(TransferEncoding::Identity), Some(l)) if l <= WRITE_BUFFER_BYTES / 2 => l,
             _ => 0,
         };
-        let fields: usize = self
+        let fields = self
             .headers
             .iter()
-            .map(|h| h.field.as_str().len() + h.value.as_str().len() + 4)
-            .sum();
-        let mut head = Vec::with_capacity(HEAD_ROOM + fields + inline_body);
-        head.extend_from_slice(b"HTTP/");
-        push_decimal(&mut head, http_version.0.into());
-        head.push(b'.');
-        push_decimal(&mut head, http_version.1.into());
-        head.push(b' ');
-        push_decimal(&mut head, self.status_code.0.into());
-        head.push(b' ');
-        head.extend_from_slice(self.status_code.default_reason_phrase().as_bytes());
-        head.extend_from_slice(b"\r\n");
-        if let Some(upgrade) = upgrade {
-            head.extend_from_slice(b"Connection: upgrade\r\n");
-            // The token is checked like any header value.
-            if let Ok(header) = Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()) {
-                // Writing to a Vec cannot fail.
-                let _ = write!(head, "Upgrade: {}\r\n", header.value);
-            }
-        }
-        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
-            head.extend_from_slice(b"Server: tiny-http (Rust)\r\n");
-        }
-        if !self.headers.iter().any(|h| h.field.equiv("Date")) {
-            head.extend_from_slice(b"Date: ");
-            push_http_date_now(&mut head);
-            head.extend_from_slice(b"\r\n");
-        }
-        for header in self.headers.iter() {
-            head.extend_from_slice(header.field.as_str().as_ref());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(header.value.as_str().as_ref());
-            head.extend_from_slice(b"\r\n");
-        }
-        if upgrade.is_none() && closing {
-            head.extend_from_slice(b"Connection: close\r\n");
-        }
-        match transfer_encoding {
-            Some(TransferEncoding::Chunked) => {
-                head.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
-            }
-            Some(TransferEncoding::Identity) => {
-                assert!(data_length.is_some());
-                let data_length = data_length.unwrap();
-                head.extend_from_slice(b"Content-Length: ");
-                push_decimal(&mut head, data_length as u64);
-                head.extend_from_slice(b"\r\n");
-            }
-            None => (),
-        }
-        head.extend_from_slice(b"\r\n");
+            .map(|h| (h.field.as_str().as_bytes(), h.value.as_bytes()));
+        let layout = HeadLayout {
+            http_version: &http_version,
+            status_code: self.status_code,
+            upgrade,
+            closing,
+            transfer_encoding,
+            data_length,
+        };
+        let mut head = layout.allocate(fields.clone(), inline_body);
+        layout.push(&mut head, fields);
         if inline_body > 0 {
             reader.take(inline_body as u64).read_to_end(&mut head)?;
             return writer.write_all(&head);

@@ -77,6 +77,110 @@ fn answers_small_large_and_of_unknown_length_arrive_whole() {
 }
 
 #[test]
+fn answers_from_borrowed_parts_are_those_of_a_response() {
+    // `respond_bytes` must send what `respond` sends for the same parts:
+    // the same fields in the same order (Date aside), the same body, for a
+    // body sent with its head and one sent after it, and for HEAD.
+    let large: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let served = large.clone();
+    let server = start(options(), move |request: tiny_http::Request| {
+        let (kind, size) = request
+            .url()
+            .split_once('/')
+            .unwrap_or_default()
+            .1
+            .split_once('/')
+            .unwrap_or_default();
+        let body = if size == "large" {
+            served.clone()
+        } else {
+            b"{\"ok\":1}".to_vec()
+        };
+        let fields = [("Content-Type", "application/json"), ("Allow", "GET")];
+        let _ = if kind == "bytes" {
+            request.respond_bytes(405, &fields, &body)
+        } else {
+            let mut response = Response::new(
+                405.into(),
+                Vec::new(),
+                std::io::Cursor::new(body.clone()),
+                Some(body.len()),
+                None,
+            );
+            for (name, value) in fields {
+                response.add_header(tiny_http::Header::from_bytes(name, value).unwrap());
+            }
+            request.respond(response)
+        };
+    });
+    let mut client = Client::connect(server.local_addr());
+    let without_date = |reply: &support::Reply| -> Vec<(String, String)> {
+        let fields = reply.headers.iter().filter(|(name, _)| name != "Date");
+        fields.cloned().collect()
+    };
+    for size in ["small", "large"] {
+        let from_response = client.get(&format!("/response/{size}"));
+        let from_bytes = client.get(&format!("/bytes/{size}"));
+        assert_eq!(from_bytes.status, 405);
+        assert_eq!(without_date(&from_bytes), without_date(&from_response));
+        assert!(from_bytes.header("Date").is_some());
+        assert!(
+            from_bytes.body == from_response.body,
+            "{}: the bodies differ",
+            size
+        );
+        if size == "large" {
+            assert!(from_bytes.body == large, "the large body arrived changed");
+        }
+        client.send(format!("HEAD /bytes/{size} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        let head = client.head_reply();
+        assert_eq!(
+            head.header("Content-Length"),
+            from_response.header("Content-Length")
+        );
+    }
+    // The HEAD answers had no body: the next answer follows at once.
+    assert_eq!(client.get("/bytes/small").text(), "{\"ok\":1}");
+    server.stop();
+}
+
+#[test]
+fn borrowed_fields_that_could_break_the_head_are_refused() {
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counted = refused.clone();
+    let server = start(options(), move |request: tiny_http::Request| {
+        let field = match request.url() {
+            "/length" => ("Content-Length", "1"),
+            "/connection" => ("connection", "keep-alive"),
+            "/name" => ("Bad Name", "x"),
+            "/split" => ("X-A", "b\r\nX-Injected: 1"),
+            _ => ("X-Fine", "a value\twith tab"),
+        };
+        if let Err(e) = request.respond_bytes(200, &[field], b"body") {
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let mut client = Client::connect(server.local_addr());
+    for path in ["/length", "/connection", "/name", "/split"] {
+        // Refused before anything is written: the engine answers 500.
+        let reply = client.get(path);
+        assert_eq!(reply.status, 500, "{}", path);
+        assert!(reply.header("X-Injected").is_none(), "{}", path);
+    }
+    // The 500 goes out before `respond_bytes` returns the refusal.
+    wait_for("four refusals returned", || {
+        refused.load(Ordering::SeqCst) == 4
+    });
+    let fine = client.get("/fine");
+    assert_eq!(fine.status, 200);
+    assert_eq!(fine.header("X-Fine"), Some("a value\twith tab"));
+    assert_eq!(fine.text(), "body");
+    server.stop();
+}
+
+#[test]
 fn expect_100_continue() {
     let server = start(options(), echo);
     let mut client = Client::connect(server.local_addr());
