@@ -4,11 +4,13 @@
 
 mod common;
 
-use common::{Lcg, Server, TempDir, colliding_ids, items, one_at_a_time, splitmix, wait_within};
+use common::{
+    Lcg, Server, TempDir, colliding_ids, items, one_at_a_time, splitmix, wait_until, wait_within,
+};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -72,16 +74,25 @@ fn ids_built_to_collide_under_an_unkeyed_hash_apply_about_as_fast_as_random_ones
     assert_eq!(server.count("random"), 2 * COUNT);
 }
 
-/// Posts 10-item batches in a loop until `stop`; gives (posts, problems).
-fn write_load(server: &Server, writer: i64, stop: &AtomicBool) -> (u64, Vec<String>) {
+/// Items per POST of the load.
+const LOAD_BATCH: u64 = 100;
+
+/// Posts `LOAD_BATCH`-item batches in a loop until `stop`, counting each
+/// answered one in `answered`; gives (posts, problems).
+fn write_load(
+    server: &Server,
+    writer: i64,
+    stop: &AtomicBool,
+    answered: &AtomicU64,
+) -> (u64, Vec<String>) {
     let mut posts = 0u64;
     let mut problems = Vec::new();
     let mut client = server.client();
     while !stop.load(Ordering::Relaxed) {
-        let first = writer * 10_000_000 + posts as i64 * 10;
-        let batch = items((first..first + 10).map(|id| (id, "load")));
+        let first = writer * 1_000_000_000_000 + (posts * LOAD_BATCH) as i64;
+        let batch = batch_text((first..first + LOAD_BATCH as i64).map(|id| (id, "load")));
         let sent = Instant::now();
-        let reply = client.call("POST", "/items", &batch.to_string());
+        let reply = client.call("POST", "/items", &batch);
         let took = sent.elapsed();
         if reply.status != 200 || took >= Duration::from_secs(1) {
             problems.push(format!(
@@ -91,8 +102,23 @@ fn write_load(server: &Server, writer: i64, stop: &AtomicBool) -> (u64, Vec<Stri
             ));
         }
         posts += 1;
+        answered.fetch_add(1, Ordering::SeqCst);
     }
     (posts, problems)
+}
+
+/// How long the load may take to push a stalled node past the log's bound
+/// (about 3 M items: on the 2-core development box 2 s against a release
+/// build, 10 s against a debug one): well within the 40 s stall.
+const DETACH_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Sets its flag when dropped.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 #[test]
@@ -100,19 +126,47 @@ fn a_40_second_stall_under_load_slows_no_post_and_does_not_delay_a_crash_or_sigt
     let _alone = one_at_a_time();
     let mut server = Server::start(&["--nodes", "4", "--fault-injection"]);
     let stop = AtomicBool::new(false);
+    let answered = AtomicU64::new(0);
+    // Phases end on what the load achieved, however fast or slow the box.
+    let more_posts = |what: &str, more: u64| {
+        let target = answered.load(Ordering::SeqCst) + more;
+        wait_until(what, || answered.load(Ordering::SeqCst) >= target);
+    };
+    // The log keeps commits for a lagging node up to a bound (64 MiB), then
+    // drops them for it (detaches it) so that writes never wait for it.
+    // Detached, it lags by many items while the log holds almost nothing:
+    // attached, the log would hold at least 8 bytes (the ID) per item.
+    let detached = || {
+        let lag = server
+            .metric("dc_node_replication_lag_items{node=\"2\"}")
+            .unwrap_or(0.0);
+        let kept = server
+            .metric("dc_replication_log_bytes")
+            .unwrap_or(f64::MAX);
+        lag >= 100_000.0 && kept < 8.0 * lag
+    };
     let mut problems: Vec<String> = Vec::new();
     let posts: u64 = thread::scope(|scope| {
+        // Stops the writers however this closure ends: a failed wait must
+        // not leave the scope joining them forever.
+        let _stop_writers = SetOnDrop(&stop);
         let writers: Vec<_> = (0..2)
             .map(|w| {
-                let (server, stop) = (&server, &stop);
-                scope.spawn(move || write_load(server, w, stop))
+                let (server, stop, answered) = (&server, &stop, &answered);
+                scope.spawn(move || write_load(server, w, stop, answered))
             })
             .collect();
         // A little load first, then node 2 stalls for 40 s.
-        thread::sleep(Duration::from_millis(500));
+        more_posts("100 POSTs were answered", 100);
         let stall = server.call("POST", "/nodes/2/stall?ms=40000", "");
         assert_eq!(stall.status, 200, "{}", stall.text());
-        thread::sleep(Duration::from_secs(3));
+        // Under load until the log has let go of node 2: the bound reached
+        // and crossed, POSTs going on at full speed.
+        wait_within(
+            "the stalled node 2 was detached from the log",
+            DETACH_PATIENCE,
+            detached,
+        );
         // Meanwhile the master crashes: the fault itself is quick.
         let master = server.call("GET", "/health", "").json()["master"].clone();
         let started = Instant::now();
@@ -124,7 +178,7 @@ fn a_40_second_stall_under_load_slows_no_post_and_does_not_delay_a_crash_or_sigt
                 crash.status
             ));
         }
-        thread::sleep(Duration::from_secs(3));
+        more_posts("200 POSTs were answered after the crash", 200);
         stop.store(true, Ordering::Relaxed);
         writers
             .into_iter()
@@ -145,11 +199,11 @@ fn a_40_second_stall_under_load_slows_no_post_and_does_not_delay_a_crash_or_sigt
             count.status,
             count.text()
         ));
-    } else if count.json()["counter"] != posts * 10 {
+    } else if count.json()["counter"] != posts * LOAD_BATCH {
         problems.push(format!(
             "count {} for {} items posted",
             count.json()["counter"],
-            posts * 10
+            posts * LOAD_BATCH
         ));
     }
     // SIGTERM stops the process promptly though node 2 is still stalled.
