@@ -171,8 +171,8 @@ impl OpenBatch {
 }
 
 /// Node `node`'s bit in [`ReplicationLog::attached`]: node ids are below
-/// `config::MAX_NODES` (64); a larger one would have no bit and read as
-/// detached.
+/// `config::MAX_NODES` (64; `Cluster::start` refuses more); a larger one
+/// would have no bit and read as detached.
 fn node_bit(node: NodeId) -> u64 {
     u32::try_from(node.0)
         .ok()

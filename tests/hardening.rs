@@ -108,8 +108,8 @@ fn write_load(
 }
 
 /// How long the load may take to push a stalled node past the log's bound
-/// (about 3 M items: on the 2-core development box 2 s against a release
-/// build, 10 s against a debug one): well within the 40 s stall.
+/// (about 3 M items: on the 2-core development box 2–3 s against a release
+/// build, 10–15 s against a debug one): within the 40 s stall.
 const DETACH_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Sets its flag when dropped.

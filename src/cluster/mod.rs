@@ -112,6 +112,10 @@ impl Cluster {
         tenants: Arc<Tenants>,
         initial: Store,
     ) -> Result<Arc<Cluster>, NodeError> {
+        // `--nodes` checks this too; the log's attached mask needs it.
+        if count > crate::config::MAX_NODES {
+            return Err(NodeError::TooMany { asked: count });
+        }
         let watermark = log.resolved();
         let mut nodes = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
@@ -293,6 +297,15 @@ mod tests {
 
     fn live_ids(cluster: &Cluster) -> Vec<usize> {
         cluster.roster().live().map(|n| n.id().0).collect()
+    }
+
+    #[test]
+    fn more_nodes_than_the_log_has_bits_for_are_refused() {
+        let tenants = Arc::new(Tenants::new());
+        let (log, detached) = ReplicationLog::new(crate::version::Version::ZERO, tenants.clone());
+        let asked = crate::config::MAX_NODES + 1;
+        let started = Cluster::start(asked, 0, Arc::new(log), detached, tenants, Store::new());
+        assert!(matches!(started, Err(NodeError::TooMany { asked: a }) if a == asked));
     }
 
     #[test]

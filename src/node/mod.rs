@@ -82,6 +82,11 @@ pub enum NodeError {
     NoCaughtUpSource,
     Bind(io::Error),
     Spawn(io::Error),
+    /// More nodes than [`crate::config::MAX_NODES`]: the replication log
+    /// keeps one bit per node.
+    TooMany {
+        asked: usize,
+    },
 }
 
 impl fmt::Display for NodeError {
@@ -94,6 +99,11 @@ impl fmt::Display for NodeError {
             ),
             NodeError::Bind(e) => write!(f, "cannot listen on 127.0.0.1: {e}"),
             NodeError::Spawn(e) => write!(f, "cannot start a node thread: {e}"),
+            NodeError::TooMany { asked } => write!(
+                f,
+                "{asked} nodes asked for; at most {} are supported",
+                crate::config::MAX_NODES
+            ),
         }
     }
 }
@@ -102,7 +112,9 @@ impl std::error::Error for NodeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             NodeError::Bind(e) | NodeError::Spawn(e) => Some(e),
-            NodeError::NoFreePort { .. } | NodeError::NoCaughtUpSource => None,
+            NodeError::NoFreePort { .. }
+            | NodeError::NoCaughtUpSource
+            | NodeError::TooMany { .. } => None,
         }
     }
 }
