@@ -482,9 +482,7 @@ impl Request {
         R: Read,
     {
         let res = self.respond_impl(response);
-        if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
-        }
+        self.notify_responded();
         res
     }
 
@@ -492,6 +490,25 @@ impl Request {
     where
         R: Read,
     {
+        self.write_answer(|writer, request| {
+            response.print(
+                writer,
+                request.http_version.clone(),
+                &request.headers,
+                request.method == Method::Head,
+                None,
+                request.close_connection,
+            )
+        })
+    }
+
+    /// PATCH: what `respond_impl` and `respond_bytes_impl` share: the
+    /// buffered body goes back, `print` writes the answer to the client,
+    /// and the writer is flushed.
+    fn write_answer(
+        &mut self,
+        print: impl FnOnce(&mut AnswerWriter, &Request) -> io::Result<()>,
+    ) -> Result<(), IoError> {
         // PATCH: a body the server read for the handler (`Server::serve`) is
         // not needed once the answer goes out: give its memory and its share
         // of the body budget back before writing, so that a client that reads
@@ -501,19 +518,15 @@ impl Request {
         }
 
         let mut writer = self.extract_writer_impl();
-
-        let do_not_send_body = self.method == Method::Head;
-
-        Self::ignore_client_closing_errors(response.print(
-            writer.by_ref(),
-            self.http_version.clone(),
-            &self.headers,
-            do_not_send_body,
-            None,
-            self.close_connection,
-        ))?;
-
+        Self::ignore_client_closing_errors(print(&mut writer, self))?;
         Self::ignore_client_closing_errors(writer.flush())
+    }
+
+    /// Tells a `recv` server that this request is answered, once.
+    fn notify_responded(&mut self) {
+        if let Some(sender) = self.notify_when_responded.take() {
+            sender.send(()).unwrap();
+        }
     }
 
     /// PATCH: sends an answer from borrowed parts: a status, fields as
@@ -539,9 +552,7 @@ impl Request {
             Err(refused) => self.respond_impl(Response::empty(500)).and(Err(refused)),
             Ok(()) => self.respond_bytes_impl(status.into(), fields, body),
         };
-        if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
-        }
+        self.notify_responded();
         res
     }
 
@@ -551,21 +562,17 @@ impl Request {
         fields: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(), IoError> {
-        // As in `respond_impl`: the buffered body goes back first.
-        if self.buffered_body.take().is_some() {
-            self.data_reader = None;
-        }
-        let mut writer = self.extract_writer_impl();
-        Self::ignore_client_closing_errors(crate::response::print_bytes(
-            writer.by_ref(),
-            &self.http_version,
-            status,
-            fields,
-            body,
-            self.method == Method::Head,
-            self.close_connection,
-        ))?;
-        Self::ignore_client_closing_errors(writer.flush())
+        self.write_answer(|writer, request| {
+            crate::response::print_bytes(
+                writer,
+                &request.http_version,
+                status,
+                fields,
+                body,
+                request.method == Method::Head,
+                request.close_connection,
+            )
+        })
     }
 
     fn ignore_client_closing_errors(result: io::Result<()>) -> io::Result<()> {
@@ -599,9 +606,7 @@ impl Drop for Request {
         if self.response_writer.is_some() {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
-            if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
-            }
+            self.notify_responded();
         }
     }
 }

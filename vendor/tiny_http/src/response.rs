@@ -246,11 +246,18 @@ pub(crate) fn check_field(name: &str, value: &str) -> IoResult<()> {
     ))
 }
 
+/// PATCH: status 1xx, 204 and 304 answers must not include a body (shared
+/// by `print` and `print_bytes`).
+fn forbids_body(status_code: StatusCode) -> bool {
+    matches!(status_code.0, 100..=199 | 204 | 304)
+}
+
 /// PATCH: writes an answer whose fields and body the caller lends, for
 /// `Request::respond_bytes`, which checked `fields` (`check_field`): no
-/// `Response`, no `Header` built, and one `send` for a small answer. The body's length is always sent as
-/// `Content-Length` (valid for every client, HTTP/1.0 included); `print`
-/// may choose chunked for the same body.
+/// `Response`, no `Header` built, and one `send` for a small answer. The
+/// body's length is always sent as `Content-Length` (valid for every
+/// client, HTTP/1.0 included); `print` may choose chunked for the same
+/// body.
 pub(crate) fn print_bytes<W: Write>(
     mut writer: W,
     http_version: &HTTPVersion,
@@ -260,9 +267,7 @@ pub(crate) fn print_bytes<W: Write>(
     head_only: bool,
     closing: bool,
 ) -> IoResult<()> {
-    // Status 1xx, 204 and 304 must not include a body.
-    let send_body =
-        !head_only && !matches!(status_code.0, 100..=199 | 204 | 304) && !body.is_empty();
+    let send_body = !head_only && !forbids_body(status_code) && !body.is_empty();
     let inline_body = send_body && body.len() <= WRITE_BUFFER_BYTES / 2;
     let fields = fields
         .iter()
@@ -571,12 +576,7 @@ where
         };
 
         // checking whether to ignore the body of the response
-        let do_not_send_body = do_not_send_body
-            || match self.status_code.0 {
-                // status code 1xx, 204 and 304 MUST not include a body
-                100..=199 | 204 | 304 => true,
-                _ => false,
-            };
+        let do_not_send_body = do_not_send_body || forbids_body(self.status_code);
 
         // PATCH: the head, and a body of known length up to half of
         // `WRITE_BUFFER_BYTES`, go out in one write from one buffer sized
