@@ -616,10 +616,14 @@ mod tests {
         let read = commits(&log, node);
         let entries: usize = read.iter().flat_map(|c| &c.pieces).map(Vec::len).sum();
         assert_eq!(entries, 4, "all of a (from the settlement), all of b");
-        assert_eq!(tenants.sweep(|_| {}, |_| {}), 0, "pinned until applied");
+        assert_eq!(
+            tenants.sweep(|_| {}, |_| {}).forgotten,
+            0,
+            "pinned until applied"
+        );
         log.applied(node, read[read.len() - 1].seq + 1);
         assert_eq!(
-            tenants.sweep(|_| {}, |_| {}),
+            tenants.sweep(|_| {}, |_| {}).forgotten,
             1,
             "applied everywhere: unpinned"
         );

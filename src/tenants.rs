@@ -65,6 +65,9 @@ struct Inner {
     /// Every name that gets an id gets the next generation: a tag names one
     /// use of an id, never repeated.
     next_generation: u64,
+    /// Every name of a later generation is undecided: no sweep has yet seen
+    /// it unpinned, so none could tell whether an item holds it.
+    decided_through: u64,
 }
 
 struct Slot {
@@ -185,21 +188,28 @@ impl Tenants {
     /// reused. `keep_unused` gets every unpinned name's id and keeps those
     /// no item holds; then `trimmed` learns how many ids remain (every id
     /// from there up is free). Both run while no write can pin or intern,
-    /// so what they read of the nodes cannot change under them. Returns how
-    /// many names went.
+    /// so what they read of the nodes cannot change under them.
     pub fn sweep(
         &self,
         keep_unused: impl FnOnce(&mut Vec<TenantId>),
         trimmed: impl FnOnce(usize),
-    ) -> usize {
+    ) -> Swept {
         let mut guard = self.inner.write();
         let inner = &mut *guard;
-        let mut unused: Vec<TenantId> = inner
-            .slots
-            .iter()
-            .filter(|(_, slot)| slot.pins.load(Ordering::SeqCst) == 0)
-            .map(|(&id, _)| id)
-            .collect();
+        let mut undecided = 0;
+        let mut oldest_undecided = None::<u64>;
+        let mut unused = Vec::new();
+        for (&id, slot) in &inner.slots {
+            if slot.pins.load(Ordering::SeqCst) == 0 {
+                unused.push(id);
+            } else if slot.generation > inner.decided_through {
+                undecided += 1;
+                oldest_undecided =
+                    Some(oldest_undecided.map_or(slot.generation, |g| g.min(slot.generation)));
+            }
+        }
+        inner.decided_through =
+            oldest_undecided.map_or(inner.next_generation, |g| g.saturating_sub(1));
         keep_unused(&mut unused);
         for id in &unused {
             if let Some(slot) = inner.slots.remove(id) {
@@ -209,8 +219,22 @@ impl Tenants {
         }
         inner.shrink();
         trimmed(inner.end as usize);
-        unused.len()
+        Swept {
+            forgotten: unused.len(),
+            undecided,
+        }
     }
+}
+
+/// What a [`Tenants::sweep`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Names forgotten.
+    pub forgotten: usize,
+    /// Names no sweep has yet seen unpinned: a write naming them was still on
+    /// its way, so whether an item holds them is not known yet. The next
+    /// sweep should look at them again even if no name is added meanwhile.
+    pub undecided: u64,
 }
 
 /// Ids of a write's tenants, pinned until the write reached every node.
@@ -327,11 +351,17 @@ mod tests {
         let pinned = tenants.pin_all(["a", "b", "a"]);
         assert_eq!(pinned.distinct.len(), 2);
         let a = tenants.lookup("a").unwrap();
-        assert_eq!(tenants.sweep(|_| {}, |_| {}), 0, "pinned names stay");
+        assert_eq!(
+            tenants.sweep(|_| {}, |_| {}).forgotten,
+            0,
+            "pinned names stay"
+        );
         tenants.unpin(&pinned.distinct);
         // "b" still has items somewhere; "a" has none.
         assert_eq!(
-            tenants.sweep(|unused| unused.retain(|&id| id == a.id), |_| {}),
+            tenants
+                .sweep(|unused| unused.retain(|&id| id == a.id), |_| {})
+                .forgotten,
             1
         );
         assert!(tenants.lookup("a").is_none());
@@ -341,6 +371,42 @@ mod tests {
         assert!(!tenants.is_current(a));
         assert!(tenants.is_current(tenants.lookup("z").unwrap()));
         assert_eq!(tenants.live(), 2);
+    }
+
+    #[test]
+    fn new_names_a_sweep_had_to_keep_pinned_are_undecided_until_one_sees_them_unpinned() {
+        let tenants = Tenants::new();
+        let old = tenants.pin_all(["old"]);
+        let swept = tenants.sweep(|unused| unused.clear(), |_| {});
+        assert_eq!(swept.undecided, 1, "new and pinned: not known yet");
+        let new = tenants.pin_all(["a", "b", "c"]);
+        let swept = tenants.sweep(|unused| unused.clear(), |_| {});
+        assert_eq!(
+            swept,
+            Swept {
+                forgotten: 0,
+                undecided: 4
+            },
+            "\"old\" is still undecided, and so are the three new names"
+        );
+        tenants.unpin(&old.distinct);
+        // "old" is seen unpinned (and kept: an item holds it).
+        let swept = tenants.sweep(|unused| unused.clear(), |_| {});
+        assert_eq!(swept.undecided, 3);
+        tenants.unpin(&new.distinct);
+        assert_eq!(
+            tenants.sweep(|_| {}, |_| {}),
+            Swept {
+                forgotten: 4,
+                undecided: 0
+            }
+        );
+        // A name seen unpinned once is decided, even if pinned again later.
+        let again = tenants.pin_all(["kept"]);
+        tenants.unpin(&again.distinct);
+        tenants.sweep(|unused| unused.clear(), |_| {});
+        let _pinned = tenants.pin_all(["kept"]);
+        assert_eq!(tenants.sweep(|_| {}, |_| {}).undecided, 0);
     }
 
     #[test]

@@ -338,6 +338,37 @@ fn churning_through_half_a_million_tenants_gives_their_memory_back() {
 }
 
 #[test]
+fn names_a_stalled_node_kept_pinned_are_forgotten_soon_after_it_catches_up() {
+    const STALL_MS: u64 = 3_000;
+    // Far less than the keeper's 30 s idle sweep, so only a sweep that
+    // knows it left names undecided passes.
+    const FORGET_PATIENCE: Duration = Duration::from_secs(10);
+    let server = Server::start(&["--fault-injection"]);
+    let tenants = |server: &Server| server.metric("dc_tenants").expect("dc_tenants in /metrics");
+    assert_eq!(server.post_items(&items([(1, "start")])).status, 200);
+    let stall = server.call("POST", &format!("/nodes/3/stall?ms={STALL_MS}"), "");
+    assert_eq!(stall.status, 200, "{}", stall.text());
+    // 2,000 new names, all for ID 2: the last one holds it. Node 3 applies
+    // none of them during the stall, so all stay pinned through the sweeps
+    // the keeper makes meanwhile (one a second, as more than a thousand
+    // names were added).
+    let names: Vec<String> = (0..2_000).map(|i| format!("pinned-{i}")).collect();
+    let body = batch_text(names.iter().map(|name| (2, name.as_str())));
+    let reply = server.call("POST", "/items", &body);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(tenants(&server) >= 2_000.0, "names are kept while pinned");
+    wait_until("node 3 applied the batch after its stall", || {
+        server.nodes()[3]["items"] == 2
+    });
+    let caught_up = Instant::now();
+    wait_within("the unused names are forgotten", FORGET_PATIENCE, || {
+        tenants(&server) <= 2.0
+    });
+    println!("forgotten {:?} after node 3 caught up", caught_up.elapsed());
+    assert_eq!(server.count("pinned-1999"), 1);
+}
+
+#[test]
 fn tenant_names_of_writes_in_flight_are_never_forgotten() {
     let _alone = one_at_a_time();
     let server = Server::start(&[]);

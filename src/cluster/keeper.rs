@@ -8,6 +8,7 @@
 
 use super::Cluster;
 use crate::node::NodeId;
+use crate::tenants::Swept;
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
@@ -52,8 +53,7 @@ impl Keeper {
 }
 
 fn run(cluster: &Weak<Cluster>, detached: &Receiver<NodeId>, stopped: &Receiver<()>) {
-    let mut last_sweep = Instant::now();
-    let mut added_at_sweep = 0u64;
+    let mut schedule = SweepSchedule::new(Instant::now());
     loop {
         select! {
             recv(stopped) -> _ => return,
@@ -65,17 +65,47 @@ fn run(cluster: &Weak<Cluster>, detached: &Receiver<NodeId>, stopped: &Receiver<
         };
         cluster.bring_back_detached();
         let added = cluster.tenants.added();
-        let since = last_sweep.elapsed();
-        let grown = added.saturating_sub(added_at_sweep);
-        if since >= SWEEP_IDLE_INTERVAL
+        if schedule.is_due(added, Instant::now()) {
+            let swept = cluster.sweep_tenants();
+            crate::allocator::give_back();
+            schedule.swept(added, swept, Instant::now());
+        }
+    }
+}
+
+/// When the tenant table is swept next (see [`SWEEP_INTERVAL`]).
+#[derive(Debug)]
+struct SweepSchedule {
+    last_sweep: Instant,
+    /// Names added since start, less those the last sweep left undecided:
+    /// what "added" read when everything added had been looked at.
+    looked_at: u64,
+}
+
+impl SweepSchedule {
+    fn new(now: Instant) -> SweepSchedule {
+        SweepSchedule {
+            last_sweep: now,
+            looked_at: 0,
+        }
+    }
+
+    /// Whether to sweep now, `added` names having been added since start.
+    fn is_due(&self, added: u64, now: Instant) -> bool {
+        let since = now.saturating_duration_since(self.last_sweep);
+        let grown = added.saturating_sub(self.looked_at);
+        since >= SWEEP_IDLE_INTERVAL
             || (since >= SWEEP_INTERVAL && grown >= SWEEP_GROWTH)
             || (since >= SWEEP_SETTLE_INTERVAL && grown > 0)
-        {
-            cluster.sweep_tenants();
-            crate::allocator::give_back();
-            added_at_sweep = added;
-            last_sweep = Instant::now();
-        }
+    }
+
+    /// Records a sweep begun when `added` names had been added. Names it
+    /// had to keep because writes naming them were in flight count as not
+    /// looked at: when a churn's last names were still pinned, the next
+    /// sweep comes a settle interval later, not an idle one.
+    fn swept(&mut self, added: u64, swept: Swept, now: Instant) {
+        self.looked_at = added.saturating_sub(swept.undecided);
+        self.last_sweep = now;
     }
 }
 
@@ -107,7 +137,7 @@ impl Cluster {
     }
 
     /// Forgets tenant names that no live node holds an item of.
-    pub(super) fn sweep_tenants(&self) {
+    pub(super) fn sweep_tenants(&self) -> Swept {
         let _change = self.changes.lock();
         let roster = self.roster();
         self.tenants.sweep(
@@ -122,6 +152,43 @@ impl Cluster {
                     node.view().shrink();
                 }
             },
-        );
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn swept(forgotten: usize, undecided: u64) -> Swept {
+        Swept {
+            forgotten,
+            undecided,
+        }
+    }
+
+    #[test]
+    fn names_left_pinned_by_a_sweep_bring_the_next_one_after_the_settle_interval() {
+        let start = Instant::now();
+        let mut schedule = SweepSchedule::new(start);
+        let churned = 500_000;
+        assert!(schedule.is_due(churned, start + SWEEP_INTERVAL));
+        // The sweep ran while the churn's last 500 names were in flight.
+        let at = start + SWEEP_INTERVAL;
+        schedule.swept(churned, swept(499_500, 500), at);
+        assert!(!schedule.is_due(churned, at + SWEEP_INTERVAL));
+        assert!(schedule.is_due(churned, at + SWEEP_SETTLE_INTERVAL));
+    }
+
+    #[test]
+    fn a_sweep_that_decided_everything_waits_for_new_names_or_the_idle_interval() {
+        let start = Instant::now();
+        let mut schedule = SweepSchedule::new(start);
+        schedule.swept(10, swept(10, 0), start);
+        assert!(!schedule.is_due(10, start + SWEEP_SETTLE_INTERVAL));
+        assert!(schedule.is_due(10, start + SWEEP_IDLE_INTERVAL));
+        assert!(schedule.is_due(11, start + SWEEP_SETTLE_INTERVAL));
+        assert!(!schedule.is_due(10 + SWEEP_GROWTH, start + SWEEP_INTERVAL / 2));
+        assert!(schedule.is_due(10 + SWEEP_GROWTH, start + SWEEP_INTERVAL));
     }
 }
