@@ -5,6 +5,7 @@
 //! cannot stop a command line that overrides it).
 
 use crate::wal::FsyncPolicy;
+use std::ffi::OsString;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -167,6 +168,8 @@ pub enum ConfigError {
         flag: &'static str,
         store: &'static str,
     },
+    /// An argument that is not UTF-8 (shown with its bad bytes replaced).
+    NotUtf8(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -182,6 +185,7 @@ impl fmt::Display for ConfigError {
             ConfigError::DoesNotApply { flag, store } => {
                 write!(f, "{flag} does not apply with --store {store}")
             }
+            ConfigError::NotUtf8(arg) => write!(f, "argument {arg:?} is not UTF-8"),
         }
     }
 }
@@ -210,6 +214,20 @@ const VALUE_FLAGS: [(&str, &str); 16] = [
 
 /// The yes/no flag and its variable.
 const FAULT_INJECTION: (&str, &str) = ("--fault-injection", "DC_FAULT_INJECTION");
+
+/// The command line as text for [`parse`]; an argument that is not UTF-8
+/// is refused rather than guessed at (it could be a path).
+pub fn utf8_args<I>(args: I) -> Result<Vec<String>, ConfigError>
+where
+    I: IntoIterator<Item = OsString>,
+{
+    args.into_iter()
+        .map(|arg| {
+            arg.into_string()
+                .map_err(|raw| ConfigError::NotUtf8(raw.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
 
 /// Parses `args` (without the program name), reading `env` for flags not given.
 pub fn parse<I, E>(args: I, env: E) -> Result<Command, ConfigError>
@@ -484,6 +502,21 @@ mod tests {
             Ok(Command::Run(config)) => *config,
             other => panic!("{list:?} must parse to a config, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_argument_that_is_not_utf8_is_refused_by_name() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = OsString::from_vec(b"/data/\xff".to_vec());
+        let error = utf8_args([OsString::from("--data-dir"), bad]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "argument \"/data/\u{fffd}\" is not UTF-8"
+        );
+        assert_eq!(
+            utf8_args([OsString::from("--nodes"), OsString::from("2")]),
+            Ok(args(&["--nodes", "2"]))
+        );
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! The `distributed-counter` binary: parses flags and runs the service.
 
 use distributed_counter::config::{self, Command};
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = std::env::args().skip(1);
-    match config::parse(args, |name| std::env::var(name).ok()) {
+    let parsed = config::utf8_args(std::env::args_os().skip(1))
+        .and_then(|args| config::parse(args, |name| std::env::var(name).ok()));
+    match parsed {
         Ok(Command::Help) => {
-            print!("{}", config::USAGE);
+            // Not `print!`: it panics when stdout is closed (`| head -0`).
+            let _ = std::io::stdout().write_all(config::USAGE.as_bytes());
             ExitCode::SUCCESS
         }
         Ok(Command::Run(config)) => match distributed_counter::run(&config) {

@@ -33,7 +33,11 @@ impl fmt::Display for Short {
 /// Raises the soft open-files limit to serve `connections` client
 /// connections; never lowers it.
 pub fn raise_open_files(connections: usize) -> Result<(), Short> {
-    let wanted = connections as u64 + RESERVED_DESCRIPTORS;
+    // Saturating: `--max-connections` takes any count, even one no limit
+    // reaches (the warning then says how far it got).
+    let wanted = u64::try_from(connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(RESERVED_DESCRIPTORS);
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -60,5 +64,27 @@ pub fn raise_open_files(connections: usize) -> Result<(), Short> {
         Ok(())
     } else {
         Err(Short { wanted, got })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_count_past_any_limit_is_reported_short_not_overflowed() {
+        // No limit reaches u64::MAX descriptors; the soft limit may be
+        // raised to the hard one meanwhile, which is harmless in a test.
+        let result = raise_open_files(usize::MAX);
+        assert!(
+            matches!(
+                result,
+                Err(Short {
+                    wanted: u64::MAX,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
     }
 }

@@ -498,6 +498,33 @@ fn a_data_dir_that_is_a_file_exits_2_saying_not_a_directory() {
 }
 
 #[test]
+fn an_argument_that_is_not_utf8_exits_2_naming_it() {
+    use std::os::unix::ffi::OsStrExt;
+    let output = Command::new(common::binary())
+        .args(["--listen", "127.0.0.1:0", "--node-port", "0", "--data-dir"])
+        .arg(std::ffi::OsStr::from_bytes(b"/tmp/dc-\xff"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is not UTF-8"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_connection_limit_past_any_descriptor_limit_starts_with_a_warning() {
+    let server = Server::start(&["--max-connections", &usize::MAX.to_string()]);
+    wait_within("the warning is logged", common::PATIENCE, || {
+        server
+            .log()
+            .lines()
+            .any(|line| line.contains("warning: open files limited"))
+    });
+    assert_eq!(server.call("GET", "/health", "").status, 200);
+}
+
+#[test]
 fn fsync_without_a_data_dir_logs_a_warning() {
     let server = Server::start(&["--fsync", "never"]);
     wait_within("the warning is logged", common::PATIENCE, || {
