@@ -170,6 +170,8 @@ pub enum ConfigError {
     },
     /// An argument that is not UTF-8 (shown with its bad bytes replaced).
     NotUtf8(String),
+    /// An environment variable read for a flag not given, not UTF-8.
+    VariableNotUtf8(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -186,6 +188,7 @@ impl fmt::Display for ConfigError {
                 write!(f, "{flag} does not apply with --store {store}")
             }
             ConfigError::NotUtf8(arg) => write!(f, "argument {arg:?} is not UTF-8"),
+            ConfigError::VariableNotUtf8(name) => write!(f, "{name} is not UTF-8"),
         }
     }
 }
@@ -214,6 +217,29 @@ const VALUE_FLAGS: [(&str, &str); 16] = [
 
 /// The yes/no flag and its variable.
 const FAULT_INJECTION: (&str, &str) = ("--fault-injection", "DC_FAULT_INJECTION");
+
+/// The command of this process: its arguments and environment, through
+/// [`utf8_args`] and [`parse`]. A variable that is read (its flag was not
+/// given) and is not UTF-8 is refused rather than taken as unset.
+pub fn from_process() -> Result<Command, ConfigError> {
+    let args = utf8_args(std::env::args_os().skip(1))?;
+    let not_utf8 = std::cell::RefCell::new(None);
+    let env = |name: &str| match std::env::var(name) {
+        Ok(value) => Some(value),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            not_utf8
+                .borrow_mut()
+                .get_or_insert_with(|| name.to_string());
+            None
+        }
+    };
+    let command = parse(args, env);
+    match not_utf8.into_inner() {
+        Some(name) => Err(ConfigError::VariableNotUtf8(name)),
+        None => command,
+    }
+}
 
 /// The command line as text for [`parse`]; an argument that is not UTF-8
 /// is refused rather than guessed at (it could be a path).

@@ -5,9 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let parsed = config::utf8_args(std::env::args_os().skip(1))
-        .and_then(|args| config::parse(args, |name| std::env::var(name).ok()));
-    match parsed {
+    match config::from_process() {
         Ok(Command::Help) => {
             // Not `print!`: it panics when stdout is closed (`| head -0`).
             let _ = std::io::stdout().write_all(config::USAGE.as_bytes());

@@ -513,6 +513,28 @@ fn an_argument_that_is_not_utf8_exits_2_naming_it() {
 }
 
 #[test]
+fn a_variable_that_is_not_utf8_exits_2_naming_it_unless_its_flag_is_given() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"/tmp/dc-\xff");
+    let output = Command::new(common::binary())
+        .args(["--listen", "127.0.0.1:0", "--node-port", "0"])
+        .env("DC_DATA_DIR", bad)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("DC_DATA_DIR is not UTF-8"), "{stderr}");
+    // With the flag given, the variable is not read.
+    let dir = TempDir::new("flag-wins");
+    let server = Server::start_with_env(
+        &[("DC_DATA_DIR", bad)],
+        &["--data-dir", dir.0.to_str().expect("a UTF-8 temp dir")],
+    );
+    assert_eq!(server.call("GET", "/health", "").status, 200);
+}
+
+#[test]
 fn a_connection_limit_past_any_descriptor_limit_starts_with_a_warning() {
     let server = Server::start(&["--max-connections", &usize::MAX.to_string()]);
     wait_within("the warning is logged", common::PATIENCE, || {

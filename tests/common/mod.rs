@@ -633,12 +633,12 @@ impl Client {
 
 impl Server {
     /// Starts with `env` set in the process environment as well.
-    pub fn start_with_env(env: &[(&str, &str)], extra: &[&str]) -> Server {
+    pub fn start_with_env<V: AsRef<std::ffi::OsStr>>(env: &[(&str, V)], extra: &[&str]) -> Server {
         let mut command = Command::new(binary());
         command
             .args(["--listen", "127.0.0.1:0", "--node-port", "0"])
             .args(extra)
-            .envs(env.iter().copied());
+            .envs(env.iter().map(|(name, value)| (name, value)));
         Self::spawn(command, extra).unwrap_or_else(|log| panic!("server did not start:\n{log}"))
     }
 
