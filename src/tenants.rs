@@ -65,9 +65,6 @@ struct Inner {
     /// Every name that gets an id gets the next generation: a tag names one
     /// use of an id, never repeated.
     next_generation: u64,
-    /// Every name of a later generation is undecided: no sweep has yet seen
-    /// it unpinned, so none could tell whether an item holds it.
-    decided_through: u64,
 }
 
 struct Slot {
@@ -185,10 +182,11 @@ impl Tenants {
     }
 
     /// Forgets names no item holds, so their memory goes and their ids are
-    /// reused. `keep_unused` gets every unpinned name's id and keeps those
-    /// no item holds; then `trimmed` learns how many ids remain (every id
-    /// from there up is free). Both run while no write can pin or intern,
-    /// so what they read of the nodes cannot change under them.
+    /// reused. `keep_unused` gets ids and keeps those no item holds: every
+    /// name's, so that pinned names no item holds yet are counted as
+    /// undecided. Then `trimmed` learns how many ids remain (every id from
+    /// there up is free). Both run while no write can pin, unpin or intern,
+    /// so what they read of the nodes and the pins cannot change under them.
     pub fn sweep(
         &self,
         keep_unused: impl FnOnce(&mut Vec<TenantId>),
@@ -196,22 +194,17 @@ impl Tenants {
     ) -> Swept {
         let mut guard = self.inner.write();
         let inner = &mut *guard;
-        let mut undecided = 0;
-        let mut oldest_undecided = None::<u64>;
-        let mut unused = Vec::new();
-        for (&id, slot) in &inner.slots {
-            if slot.pins.load(Ordering::SeqCst) == 0 {
-                unused.push(id);
-            } else if slot.generation > inner.decided_through {
-                undecided += 1;
-                oldest_undecided =
-                    Some(oldest_undecided.map_or(slot.generation, |g| g.min(slot.generation)));
-            }
-        }
-        inner.decided_through =
-            oldest_undecided.map_or(inner.next_generation, |g| g.saturating_sub(1));
+        let mut unused: Vec<TenantId> = inner.slots.keys().copied().collect();
         keep_unused(&mut unused);
-        for id in &unused {
+        let is_pinned = |id: &TenantId| {
+            inner
+                .slots
+                .get(id)
+                .is_some_and(|slot| slot.pins.load(Ordering::SeqCst) > 0)
+        };
+        let (undecided, forgettable): (Vec<TenantId>, Vec<TenantId>) =
+            unused.into_iter().partition(is_pinned);
+        for id in &forgettable {
             if let Some(slot) = inner.slots.remove(id) {
                 inner.ids.remove(&slot.name);
                 inner.free.push(Reverse(*id));
@@ -220,8 +213,8 @@ impl Tenants {
         inner.shrink();
         trimmed(inner.end as usize);
         Swept {
-            forgotten: unused.len(),
-            undecided,
+            forgotten: forgettable.len(),
+            undecided: undecided.len() as u64,
         }
     }
 }
@@ -231,9 +224,10 @@ impl Tenants {
 pub struct Swept {
     /// Names forgotten.
     pub forgotten: usize,
-    /// Names no sweep has yet seen unpinned: a write naming them was still on
-    /// its way, so whether an item holds them is not known yet. The next
-    /// sweep should look at them again even if no name is added meanwhile.
+    /// Names kept only because a write naming them was still on its way: no
+    /// item holds them (yet), so once the write is applied they may be
+    /// unused. The next sweep should look at them again even if no name is
+    /// added meanwhile.
     pub undecided: u64,
 }
 
@@ -374,39 +368,35 @@ mod tests {
     }
 
     #[test]
-    fn new_names_a_sweep_had_to_keep_pinned_are_undecided_until_one_sees_them_unpinned() {
+    fn pinned_names_no_item_holds_are_undecided_until_a_sweep_finds_them_unpinned() {
         let tenants = Tenants::new();
-        let old = tenants.pin_all(["old"]);
-        let swept = tenants.sweep(|unused| unused.clear(), |_| {});
-        assert_eq!(swept.undecided, 1, "new and pinned: not known yet");
-        let new = tenants.pin_all(["a", "b", "c"]);
-        let swept = tenants.sweep(|unused| unused.clear(), |_| {});
+        let held = tenants.pin_all(["held"]);
+        let new = tenants.pin_all(["a", "b"]);
+        let held_id = tenants.lookup("held").map(|tag| tag.id);
+        // An item holds "held" already; "a" and "b" none yet.
+        let keep = |unused: &mut Vec<TenantId>| unused.retain(|&id| Some(id) != held_id);
         assert_eq!(
-            swept,
+            tenants.sweep(keep, |_| {}),
             Swept {
                 forgotten: 0,
-                undecided: 4
-            },
-            "\"old\" is still undecided, and so are the three new names"
-        );
-        tenants.unpin(&old.distinct);
-        // "old" is seen unpinned (and kept: an item holds it).
-        let swept = tenants.sweep(|unused| unused.clear(), |_| {});
-        assert_eq!(swept.undecided, 3);
-        tenants.unpin(&new.distinct);
-        assert_eq!(
-            tenants.sweep(|_| {}, |_| {}),
-            Swept {
-                forgotten: 4,
-                undecided: 0
+                undecided: 2
             }
         );
-        // A name seen unpinned once is decided, even if pinned again later.
-        let again = tenants.pin_all(["kept"]);
-        tenants.unpin(&again.distinct);
-        tenants.sweep(|unused| unused.clear(), |_| {});
-        let _pinned = tenants.pin_all(["kept"]);
-        assert_eq!(tenants.sweep(|_| {}, |_| {}).undecided, 0);
+        assert_eq!(tenants.sweep(keep, |_| {}).undecided, 2, "still in flight");
+        tenants.unpin(&new.distinct);
+        assert_eq!(
+            tenants.sweep(keep, |_| {}),
+            Swept {
+                forgotten: 2,
+                undecided: 0
+            },
+            "applied, and no item holds them"
+        );
+        // A pinned name an item holds is not undecided, however long it
+        // stays pinned (a tenant written to all the time).
+        assert_eq!(tenants.sweep(keep, |_| {}).undecided, 0);
+        tenants.unpin(&held.distinct);
+        assert_eq!(tenants.live(), 1);
     }
 
     #[test]

@@ -178,6 +178,11 @@ mod tests {
         schedule.swept(churned, swept(499_500, 500), at);
         assert!(!schedule.is_due(churned, at + SWEEP_INTERVAL));
         assert!(schedule.is_due(churned, at + SWEEP_SETTLE_INTERVAL));
+        // As many as a growth step: the next sweep a second later.
+        let at = at + SWEEP_SETTLE_INTERVAL;
+        schedule.swept(churned, swept(500, SWEEP_GROWTH), at);
+        assert!(!schedule.is_due(churned, at + SWEEP_INTERVAL / 2));
+        assert!(schedule.is_due(churned, at + SWEEP_INTERVAL));
     }
 
     #[test]
