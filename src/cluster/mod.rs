@@ -394,14 +394,18 @@ mod tests {
         let cluster = service.cluster().clone();
         let pairs: Vec<(i64, &str)> = (0..1000).map(|id| (id, "r")).collect();
         assert!(service.write(&pairs));
+        // An acknowledged write may not be applied yet; the copy is what
+        // node 0 has applied.
+        wait_until("node 0 applied every write", || {
+            cluster
+                .roster()
+                .node(NodeId(0))
+                .is_some_and(|n| n.store().len() == 1000)
+        });
         cluster.inject(1, Fault::Crash, None).unwrap();
         cluster.inject(1, Fault::Restart, None).unwrap();
         let node = cluster.roster().node(NodeId(1)).cloned().unwrap();
-        // The copy is what node 0 had applied, and node 1 reads the log from
-        // where node 0 did: an acknowledged write may not be applied yet.
-        wait_until("the restarted node holds every item", || {
-            node.store().len() == 1000
-        });
+        assert_eq!(node.store().len(), 1000, "copied before it serves");
         for id in [0, 1] {
             cluster.inject(id, Fault::Crash, None).unwrap();
         }
