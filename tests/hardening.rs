@@ -483,19 +483,29 @@ fn listen_takes_a_host_name() {
     assert_eq!(server.call("GET", "/health", "").status, 200);
 }
 
+/// Runs the binary on free ports, set up by `configure`, expecting it to
+/// refuse to start: exit 2, without a panic. Gives its stderr.
+fn exits_2(configure: impl FnOnce(&mut Command)) -> String {
+    let mut command = Command::new(common::binary());
+    command
+        .args(["--listen", "127.0.0.1:0", "--node-port", "0"])
+        .stdin(Stdio::null());
+    configure(&mut command);
+    let output = command.output().expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
 #[test]
 fn a_data_dir_that_is_a_file_exits_2_saying_not_a_directory() {
     let dir = TempDir::new("not-a-dir");
     let file = dir.0.join("file");
     std::fs::write(&file, b"x").unwrap();
-    let output = Command::new(common::binary())
-        .args(["--listen", "127.0.0.1:0", "--node-port", "0", "--data-dir"])
-        .arg(&file)
-        .stdin(Stdio::null())
-        .output()
-        .expect("the binary runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = exits_2(|command| {
+        command.arg("--data-dir").arg(&file);
+    });
     assert!(stderr.contains("not a directory"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
@@ -503,30 +513,21 @@ fn a_data_dir_that_is_a_file_exits_2_saying_not_a_directory() {
 #[test]
 fn an_argument_that_is_not_utf8_exits_2_naming_it() {
     use std::os::unix::ffi::OsStrExt;
-    let output = Command::new(common::binary())
-        .args(["--listen", "127.0.0.1:0", "--node-port", "0", "--data-dir"])
-        .arg(std::ffi::OsStr::from_bytes(b"/tmp/dc-\xff"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("the binary runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = exits_2(|command| {
+        command
+            .arg("--data-dir")
+            .arg(std::ffi::OsStr::from_bytes(b"/tmp/dc-\xff"));
+    });
     assert!(stderr.contains("is not UTF-8"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]
 fn a_variable_that_is_not_utf8_exits_2_naming_it_unless_its_flag_is_given() {
     use std::os::unix::ffi::OsStrExt;
     let bad = std::ffi::OsStr::from_bytes(b"/tmp/dc-\xff");
-    let output = Command::new(common::binary())
-        .args(["--listen", "127.0.0.1:0", "--node-port", "0"])
-        .env("DC_DATA_DIR", bad)
-        .stdin(Stdio::null())
-        .output()
-        .expect("the binary runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = exits_2(|command| {
+        command.env("DC_DATA_DIR", bad);
+    });
     assert!(stderr.contains("DC_DATA_DIR is not UTF-8"), "{stderr}");
     // With the flag given, the variable is not read.
     let dir = TempDir::new("flag-wins");
