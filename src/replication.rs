@@ -135,10 +135,10 @@ pub struct ReplicationLog {
     /// Tells the cluster which nodes were detached.
     detached_events: Sender<NodeId>,
     /// Bit `n` is set while node `n` reads commits (see [`Self::is_attached`]).
-    /// Written only under `state`'s lock, after the consumers change; read
-    /// without it, because every count asks it of the master and the lock
-    /// is the one every write takes.
-    attached: AtomicU64,
+    /// Shared with `state`, which rewrites it under the lock whenever the
+    /// consumers change; read without the lock, because every count asks
+    /// it of the master and the lock is the one every write takes.
+    attached: Arc<AtomicU64>,
 }
 
 struct LogState {
@@ -154,7 +154,12 @@ struct LogState {
     first_seq: u64,
     /// Bytes in `commits`.
     retained: usize,
+    /// Changed only by `set_consumer` and `remove_consumer`, which keep
+    /// `attached` in step.
     consumers: Vec<Consumer>,
+    /// Which consumers read commits, for lock-free reads (the log's
+    /// `attached`).
+    attached: Arc<AtomicU64>,
 }
 
 struct OpenBatch {
@@ -196,6 +201,7 @@ impl ReplicationLog {
         // `last` is at most Version::MAX (recovery refuses more), so this
         // cannot overflow; past MAX, `open` refuses to hand versions out.
         let next_version = Version::new(last.get() + 1);
+        let attached = Arc::new(AtomicU64::new(0));
         let log = ReplicationLog {
             state: Mutex::new(LogState {
                 next_version,
@@ -205,12 +211,13 @@ impl ReplicationLog {
                 first_seq: 0,
                 retained: 0,
                 consumers: Vec::new(),
+                attached: attached.clone(),
             }),
             committed: Condvar::new(),
             room: Condvar::new(),
             tenants,
             detached_events,
-            attached: AtomicU64::new(0),
+            attached,
         };
         (log, detached)
     }
@@ -299,7 +306,6 @@ impl ReplicationLog {
         let mut state = self.state.lock();
         let head = state.first_seq + state.commits.len() as u64;
         state.set_consumer(node, Some(head));
-        self.publish_attached(&state);
         state.resolved
     }
 
@@ -315,7 +321,6 @@ impl ReplicationLog {
             .and_then(|c| c.next)
             .ok_or(NotAttached(source))?;
         state.set_consumer(node, Some(next));
-        self.publish_attached(&state);
         drop(state);
         self.committed.notify_all();
         Ok(())
@@ -326,22 +331,10 @@ impl ReplicationLog {
         self.attached.load(Ordering::SeqCst) & node_bit(node) != 0
     }
 
-    /// Publishes which nodes read commits; called under the lock after any
-    /// change of `state.consumers`.
-    fn publish_attached(&self, state: &LogState) {
-        let attached = state
-            .consumers
-            .iter()
-            .filter(|c| c.next.is_some())
-            .fold(0, |mask, c| mask | node_bit(c.node));
-        self.attached.store(attached, Ordering::SeqCst);
-    }
-
     /// The node stops: it reads nothing more and holds no commit back.
     pub fn retire(&self, node: NodeId) {
         let mut state = self.state.lock();
-        state.consumers.retain(|c| c.node != node);
-        self.publish_attached(&state);
+        state.remove_consumer(node);
         let unpin = state.collect_garbage();
         drop(state);
         self.committed.notify_all();
@@ -426,9 +419,6 @@ impl ReplicationLog {
         state.commits.push_back(next);
         let mut unpin = Vec::new();
         let detached = state.detach_laggards(&mut unpin);
-        if !detached.is_empty() {
-            self.publish_attached(state);
-        }
         self.committed.notify_all();
         self.room.notify_all();
         for node in detached {
@@ -473,6 +463,22 @@ impl LogState {
             Some(consumer) => consumer.next = next,
             None => self.consumers.push(Consumer { node, next }),
         }
+        self.publish_attached();
+    }
+
+    fn remove_consumer(&mut self, node: NodeId) {
+        self.consumers.retain(|c| c.node != node);
+        self.publish_attached();
+    }
+
+    /// Rewrites `attached` from the consumers.
+    fn publish_attached(&self) {
+        let attached = self
+            .consumers
+            .iter()
+            .filter(|c| c.next.is_some())
+            .fold(0, |mask, c| mask | node_bit(c.node));
+        self.attached.store(attached, Ordering::SeqCst);
     }
 
     /// Whether the most advanced attached node is within the bound (so
