@@ -14,7 +14,7 @@
 
 use parking_lot::RwLock;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -194,16 +194,17 @@ impl Tenants {
     ) -> Swept {
         let mut guard = self.inner.write();
         let inner = &mut *guard;
+        // Few names are pinned at any moment (those of writes in flight).
+        let pinned: HashSet<TenantId> = inner
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.pins.load(Ordering::SeqCst) > 0)
+            .map(|(&id, _)| id)
+            .collect();
         let mut unused: Vec<TenantId> = inner.slots.keys().copied().collect();
         keep_unused(&mut unused);
-        let is_pinned = |id: &TenantId| {
-            inner
-                .slots
-                .get(id)
-                .is_some_and(|slot| slot.pins.load(Ordering::SeqCst) > 0)
-        };
         let (undecided, forgettable): (Vec<TenantId>, Vec<TenantId>) =
-            unused.into_iter().partition(is_pinned);
+            unused.into_iter().partition(|id| pinned.contains(id));
         for id in &forgettable {
             if let Some(slot) = inner.slots.remove(id) {
                 inner.ids.remove(&slot.name);

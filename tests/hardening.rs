@@ -258,11 +258,15 @@ fn logging_to_a_closed_stderr_does_not_panic_anything() {
     assert_eq!(status.code(), Some(0), "{status}");
 }
 
+/// Tenant names the server knows now (`dc_tenants`).
+fn live_tenants(server: &Server) -> f64 {
+    server.metric("dc_tenants").expect("dc_tenants in /metrics")
+}
+
 #[test]
 fn churning_through_half_a_million_tenants_gives_their_memory_back() {
     let _alone = one_at_a_time();
     let server = Server::start(&[]);
-    let tenants = |server: &Server| server.metric("dc_tenants").expect("dc_tenants in /metrics");
     assert_eq!(server.post_items(&items([(1, "start")])).status, 200);
     let rss_start = server.rss_kib();
     // One live item (ID 1), re-posted with a new tenant each time: batches
@@ -294,7 +298,7 @@ fn churning_through_half_a_million_tenants_gives_their_memory_back() {
                 reply.text()
             ));
         }
-        most_tenants = most_tenants.max(tenants(&server));
+        most_tenants = most_tenants.max(live_tenants(&server));
         rss_peak = rss_peak.max(server.rss_kib());
     }
     let churn = started.elapsed();
@@ -304,10 +308,10 @@ fn churning_through_half_a_million_tenants_gives_their_memory_back() {
     }
     // The one live item's tenant stays; the 499,999 others are forgotten.
     let swept = Instant::now();
-    let mut tenants_left = tenants(&server);
+    let mut tenants_left = live_tenants(&server);
     while tenants_left > 1.0 && swept.elapsed() < Duration::from_secs(5) {
         thread::sleep(Duration::from_millis(50));
-        tenants_left = tenants(&server);
+        tenants_left = live_tenants(&server);
     }
     if tenants_left > 1.0 {
         problems.push(format!(
@@ -347,7 +351,6 @@ fn names_a_stalled_node_kept_pinned_are_forgotten_soon_after_it_catches_up() {
     // knows it left names undecided passes.
     const FORGET_PATIENCE: Duration = Duration::from_secs(10);
     let server = Server::start(&["--fault-injection"]);
-    let tenants = |server: &Server| server.metric("dc_tenants").expect("dc_tenants in /metrics");
     assert_eq!(server.post_items(&items([(1, "start")])).status, 200);
     let stall = server.call("POST", &format!("/nodes/3/stall?ms={STALL_MS}"), "");
     assert_eq!(stall.status, 200, "{}", stall.text());
@@ -359,13 +362,16 @@ fn names_a_stalled_node_kept_pinned_are_forgotten_soon_after_it_catches_up() {
     let body = batch_text(names.iter().map(|name| (2, name.as_str())));
     let reply = server.call("POST", "/items", &body);
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert!(tenants(&server) >= 2_000.0, "names are kept while pinned");
+    assert!(
+        live_tenants(&server) >= 2_000.0,
+        "names are kept while pinned"
+    );
     wait_until("node 3 applied the batch after its stall", || {
         server.nodes()[3]["items"] == 2
     });
     let caught_up = Instant::now();
     wait_within("the unused names are forgotten", FORGET_PATIENCE, || {
-        tenants(&server) <= 2.0
+        live_tenants(&server) <= 2.0
     });
     println!("forgotten {:?} after node 3 caught up", caught_up.elapsed());
     assert_eq!(server.count("pinned-1999"), 1);
