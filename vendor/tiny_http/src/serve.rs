@@ -683,7 +683,15 @@ impl Connection {
         };
         match read {
             Ok(()) => Ok((body, Some(reservation))),
-            Err(e) => Err(self.body_failed(state, e, head_only)),
+            Err(e) => {
+                // PATCH: what was read and its share of the budget go back
+                // before the error is written, as a served request's do
+                // before its answer: a client that does not read the
+                // error must not hold them until the write deadline.
+                drop(body);
+                drop(reservation);
+                Err(self.body_failed(state, e, head_only))
+            }
         }
     }
 
