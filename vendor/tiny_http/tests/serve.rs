@@ -569,11 +569,12 @@ fn slowloris_head_gets_408_and_silent_connections_close() {
     let mut loris = Client::connect(addr);
     let started = Instant::now();
     loris.send("GET / HTTP/1.1\r\nHo");
+    // Until the answer comes: the client's own pace must not decide how
+    // long the test waits (the server keeps reading after its 408).
     for byte in "st: t\r\nX-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".bytes() {
-        if loris.try_send([byte]).is_err() {
+        if loris.try_send([byte]).is_err() || !loris.quiet_for(Duration::from_millis(30)) {
             break;
         }
-        thread::sleep(Duration::from_millis(30));
     }
     let reply = loris.reply();
     assert_eq!(reply.status, 408);
@@ -588,15 +589,18 @@ fn slowloris_head_gets_408_and_silent_connections_close() {
     let mut silent = Client::connect(addr);
     assert!(silent.closed());
     // So is a kept-alive one that waits too long for its next request.
+    // Timed from before the request: the server's idle clock starts later.
     let mut idle = Client::connect(addr);
-    assert_eq!(idle.get("/").status, 200);
     let started = Instant::now();
+    assert_eq!(idle.get("/").status, 200);
     assert!(idle.closed());
     assert!(started.elapsed() >= Duration::from_millis(350));
-    // A kept-alive connection gets a fresh header_timeout per request.
+    // A kept-alive connection gets a fresh header_timeout per request
+    // (four pauses well under the idle timeout add up to more than one
+    // header_timeout).
     let mut kept = Client::connect(addr);
-    for _ in 0..3 {
-        thread::sleep(Duration::from_millis(250));
+    for _ in 0..4 {
+        thread::sleep(Duration::from_millis(150));
         assert_eq!(kept.get("/").status, 200);
     }
     let stats = server.stats().snapshot();
@@ -614,16 +618,25 @@ fn the_longest_idle_connection_makes_room() {
         echo,
     );
     let addr = server.local_addr();
+    // A connection is idle from when its thread marks it so, just after
+    // the answer is written: waited for, so the order is the clients'.
+    let all_idle = || {
+        wait_for("every connection idle", || {
+            server.stats().snapshot().busy == 0
+        })
+    };
     let mut clients: Vec<Client> = (0..3)
         .map(|i| {
             let mut client = Client::connect(addr);
             assert_eq!(client.get(&format!("/{}", i)).status, 200);
+            all_idle();
             thread::sleep(Duration::from_millis(20));
             client
         })
         .collect();
     // Freshen the first one: the second is now the longest idle.
     assert_eq!(clients[0].get("/again").status, 200);
+    all_idle();
     let mut newcomer = Client::connect(addr);
     assert_eq!(newcomer.get("/new").status, 200);
     assert!(
@@ -702,9 +715,18 @@ fn one_address_cannot_take_every_slot() {
     let mut b1 = Client::connect_from(THIRD, addr);
     let reply = b1.get("/b1");
     assert_eq!(reply.text(), "GET /b1 0 127.0.0.3 ");
+    // Idle from when its thread marks it so, after the answer: waited for,
+    // so b1 is the longest idle.
+    let only_a_busy = || {
+        wait_for("only a1 and a2 busy", || {
+            server.stats().snapshot().busy == 2
+        })
+    };
+    only_a_busy();
     thread::sleep(Duration::from_millis(20));
     let mut b2 = Client::connect_from(THIRD, addr);
     assert_eq!(b2.get("/b2").status, 200);
+    only_a_busy();
     // At its cap with idle connections, an address's newcomer evicts that
     // address's longest-idle connection, not another address's.
     let mut b3 = Client::connect_from(THIRD, addr);

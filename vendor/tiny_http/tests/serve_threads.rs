@@ -13,10 +13,13 @@ use tiny_http::ServerOptions;
 #[test]
 fn threads_go_back_after_attackers_leave() {
     let before_server = thread_count();
+    // Long enough that all 60 attackers are in before the first is cut
+    // (the peak below must be seen), short enough to end well within
+    // `PATIENCE` with the 2 s lingering close after each 408.
     let server = start(
         ServerOptions {
-            header_timeout: Duration::from_millis(300),
-            body_grace: Duration::from_millis(300),
+            header_timeout: Duration::from_millis(1500),
+            body_grace: Duration::from_millis(1500),
             ..options()
         },
         echo,
