@@ -125,7 +125,9 @@ fn master_crash_elects_the_most_caught_up_live_node() {
         200
     );
     // Node 1 falls behind: stalled, it applies nothing while writes go on.
-    assert_fault(&server, 1, "stall?ms=3000");
+    // Long enough to outlast the steps below on a busy machine (a stall
+    // that ended would let node 1 catch up and win the tie); ended below.
+    assert_fault(&server, 1, "stall?ms=30000");
     for round in 0..10 {
         let batch = items((100 + round * 10..110 + round * 10).map(|id| (id, "m")));
         assert_eq!(server.post_items(&batch).status, 200);
@@ -146,6 +148,7 @@ fn master_crash_elects_the_most_caught_up_live_node() {
         200,
         "every acknowledged item is still counted"
     );
+    assert_fault(&server, 1, "stall?ms=0");
     wait_all_live_hold(&server, 200);
 }
 

@@ -346,9 +346,11 @@ mod tests {
     fn the_master_elected_is_a_node_that_applied_the_most() {
         let service = InProcess::start(3);
         let cluster = service.cluster().clone();
-        // Node 1 stalls: it applies nothing while writes go on.
+        // Node 1 stalls: it applies nothing while writes go on. Long
+        // enough to outlast the test on a busy machine (a stall that ended
+        // would let node 1 catch up and win the tie); ended below.
         cluster
-            .inject(1, Fault::Stall(Duration::from_secs(3)), None)
+            .inject(1, Fault::Stall(Duration::from_secs(30)), None)
             .unwrap();
         for id in 0..50 {
             assert!(service.write(&[(id, "m")]));
@@ -362,6 +364,9 @@ mod tests {
         cluster.inject(0, Fault::Crash, None).unwrap();
         assert_eq!(cluster.roster().master_id(), Some(NodeId(2)));
         assert_eq!(service.count("m"), 50);
+        cluster
+            .inject(1, Fault::Stall(Duration::ZERO), None)
+            .unwrap();
     }
 
     #[test]

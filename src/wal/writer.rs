@@ -533,8 +533,11 @@ mod tests {
         rig.disk.lock().full = true;
         rig.append(b"lost").unwrap_err();
         let appends = rig.disk.lock().appends;
-        thread::sleep(Duration::from_millis(100));
-        assert!(rig.disk.lock().appends > appends, "it probes while failing");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while rig.disk.lock().appends == appends {
+            assert!(Instant::now() < deadline, "it probes while failing");
+            thread::sleep(Duration::from_millis(5));
+        }
         assert!(!rig.stats.is_healthy());
 
         rig.disk.lock().full = false;

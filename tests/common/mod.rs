@@ -917,8 +917,12 @@ pub fn drip(
             let connected = connected.clone();
             scope.spawn(move || {
                 for _ in (t..count).step_by(4) {
-                    let stream = connect();
+                    // Before connecting: the server's deadline starts at
+                    // its accept or at the head `connect` sends, never
+                    // earlier, so a lower bound on the time to the 408
+                    // holds however late this thread runs.
                     let since = Instant::now();
+                    let stream = connect();
                     stream.set_nonblocking(true).expect("non-blocking");
                     if connected.send((stream, since)).is_err() {
                         return;
