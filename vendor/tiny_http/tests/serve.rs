@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{echo, options, start, wait_for, Client};
+use support::{echo, options, start, wait_busy, wait_for, Client};
 use tiny_http::{Response, ServerOptions};
 
 const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -618,25 +618,20 @@ fn the_longest_idle_connection_makes_room() {
         echo,
     );
     let addr = server.local_addr();
-    // A connection is idle from when its thread marks it so, just after
-    // the answer is written: waited for, so the order is the clients'.
-    let all_idle = || {
-        wait_for("every connection idle", || {
-            server.stats().snapshot().busy == 0
-        })
-    };
+    // Each answered connection is waited for until the server shows it
+    // idle, so the order of idle times is the clients'.
     let mut clients: Vec<Client> = (0..3)
         .map(|i| {
             let mut client = Client::connect(addr);
             assert_eq!(client.get(&format!("/{}", i)).status, 200);
-            all_idle();
+            wait_busy(&server, 0);
             thread::sleep(Duration::from_millis(20));
             client
         })
         .collect();
     // Freshen the first one: the second is now the longest idle.
     assert_eq!(clients[0].get("/again").status, 200);
-    all_idle();
+    wait_busy(&server, 0);
     let mut newcomer = Client::connect(addr);
     assert_eq!(newcomer.get("/new").status, 200);
     assert!(
@@ -669,9 +664,7 @@ fn full_of_busy_connections_answers_503_with_the_hook_body() {
     let mut second = Client::connect(addr);
     busy(&mut first);
     busy(&mut second);
-    wait_for("two busy connections", || {
-        server.stats().snapshot().busy == 2
-    });
+    wait_busy(&server, 2);
     let mut newcomer = Client::connect(addr);
     let reply = newcomer.reply();
     assert_eq!(reply.status, 503);
@@ -702,9 +695,7 @@ fn one_address_cannot_take_every_slot() {
     let mut a2 = Client::connect_from(OTHER, addr);
     busy(&mut a1);
     busy(&mut a2);
-    wait_for("two busy connections", || {
-        server.stats().snapshot().busy == 2
-    });
+    wait_busy(&server, 2);
     let mut a3 = Client::connect_from(OTHER, addr);
     let reply = a3.reply();
     assert_eq!(reply.status, 503);
@@ -715,18 +706,13 @@ fn one_address_cannot_take_every_slot() {
     let mut b1 = Client::connect_from(THIRD, addr);
     let reply = b1.get("/b1");
     assert_eq!(reply.text(), "GET /b1 0 127.0.0.3 ");
-    // Idle from when its thread marks it so, after the answer: waited for,
-    // so b1 is the longest idle.
-    let only_a_busy = || {
-        wait_for("only a1 and a2 busy", || {
-            server.stats().snapshot().busy == 2
-        })
-    };
-    only_a_busy();
+    // b1 shown idle (only a1 and a2 busy) before b2 comes: b1 is the
+    // longest idle.
+    wait_busy(&server, 2);
     thread::sleep(Duration::from_millis(20));
     let mut b2 = Client::connect_from(THIRD, addr);
     assert_eq!(b2.get("/b2").status, 200);
-    only_a_busy();
+    wait_busy(&server, 2);
     // At its cap with idle connections, an address's newcomer evicts that
     // address's longest-idle connection, not another address's.
     let mut b3 = Client::connect_from(THIRD, addr);

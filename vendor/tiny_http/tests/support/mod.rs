@@ -65,6 +65,15 @@ pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until exactly `busy` of `server`'s connections are busy. A
+/// connection turns idle when its thread marks it so, just after writing
+/// its answer: a client can have the answer before that.
+pub fn wait_busy(server: &Serving, busy: u64) {
+    wait_for(&format!("{busy} busy connections"), || {
+        server.stats().snapshot().busy == busy
+    });
+}
+
 /// A response as read off the wire.
 #[derive(Debug)]
 pub struct Reply {
